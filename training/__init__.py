@@ -1,0 +1,1 @@
+"""Training utilities: tiny offline models and adapters (`training.tiny`), pretraining, fine-tuning."""
