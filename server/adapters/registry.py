@@ -1,0 +1,347 @@
+"""The set of servable adapters, discovered from the adapters directory on demand.
+
+Hot-loading without a watcher: every lookup stats the adapter's two files (cheap) and compares
+that fingerprint with the version it has. A new fingerprint means a new version: the files are
+copied into a private snapshot, validated there, and served under a fresh engine LoRA id. The
+engine only ever reads snapshots, so a half-written or later-modified adapter directory can never
+reach it after validation. A superseded or deleted version is unloaded from the engine once its
+last in-flight request has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from vllm.lora.request import LoRARequest
+
+from server.adapters import paths
+from server.adapters.base_model import BaseModelInfo
+from server.adapters.lora import AdapterInvalid, LoraSpec, validate_lora
+from server.errors import APIError
+
+log = logging.getLogger(__name__)
+
+Fingerprint = tuple[Any, ...]
+
+
+class LoraEngine(Protocol):
+    async def add_lora(self, lora_request: LoRARequest) -> bool: ...
+    async def remove_lora(self, lora_id: int) -> bool: ...
+
+
+@dataclass
+class Adapter:
+    """One validated version of one adapter."""
+
+    name: str
+    kind: Literal["lora", "soft_prompt"]
+    source: Path
+    snapshot: Path
+    fingerprint: Fingerprint
+    version: int
+    loaded_at: int
+    lora: LoraSpec | None = None
+    lora_request: LoRARequest | None = None
+    soft_prompt: Any = None  # SoftPrompt, set for kind == "soft_prompt"
+    manifest: dict | None = None
+    in_flight: int = 0
+    retired: bool = False
+    in_engine: bool = False
+
+
+@dataclass
+class _Failure:
+    fingerprint: Fingerprint
+    error: APIError
+
+
+@dataclass
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    current: Adapter | None = None
+    failure: _Failure | None = None
+    hidden_at: Fingerprint | None = None  # DELETEd while its files had this fingerprint
+
+
+class AdapterRegistry:
+    def __init__(
+        self,
+        root: Path,
+        base: BaseModelInfo,
+        engine: LoraEngine,
+        *,
+        max_lora_rank: int,
+        soft_prompt_loader: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.base = base
+        self.engine = engine
+        self.max_lora_rank = max_lora_rank
+        self.soft_prompt_loader = soft_prompt_loader
+        self.metrics = metrics
+        self._snapshots = Path(tempfile.mkdtemp(prefix="adapter-snapshots-"))
+        self._ids = itertools.count(1)
+        self._slots: dict[str, _Slot] = {}
+        self._registered: dict[str, str] = {}  # name -> path relative to root (POST /v1/adapters)
+
+    # ---- lookup -------------------------------------------------------------------------
+
+    def _source(self, name: str) -> Path:
+        return paths.resolve_inside(self.root, self._registered.get(name, name))
+
+    def _fingerprint(self, directory: Path) -> Fingerprint | None:
+        """Identity of the files now on disk; None when there is no adapter there."""
+        try:
+            config, weights = paths.adapter_files(directory, self.root)
+        except paths.UnsafePath as exc:
+            return ("unsafe", str(exc))
+        stats = []
+        for f in (config, weights, directory / paths.MANIFEST_FILE):
+            try:
+                st = f.stat()
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                stats.append(None)
+            except OSError as exc:
+                return ("unreadable", str(exc))
+        if stats[0] is None:
+            return None
+        return tuple(stats)
+
+    async def get(self, name: str, *, for_request: bool = True) -> Adapter:
+        """The current version of adapter `name`, loading or reloading it if its files changed.
+
+        Raises 404 when there is no such adapter and 400 when it exists but cannot be served.
+        """
+        if not paths.is_valid_name(name):
+            raise APIError(404, f"The model `{name}` does not exist.", param="model",
+                           code="model_not_found")
+        slot = self._slots.setdefault(name, _Slot())
+        try:
+            directory = self._source(name)
+        except paths.UnsafePath as exc:
+            raise APIError(400, f"adapter `{name}`: {exc}", param="model") from exc
+        fingerprint = self._fingerprint(directory)
+
+        if fingerprint is None or (slot.hidden_at is not None and slot.hidden_at == fingerprint):
+            self._retire(slot)
+            raise APIError(404, f"The model `{name}` does not exist.", param="model",
+                           code="model_not_found")
+        slot.hidden_at = None
+        if slot.current is None or slot.current.fingerprint != fingerprint:
+            async with slot.lock:
+                if slot.current is None or slot.current.fingerprint != fingerprint:
+                    await self._load(name, directory, fingerprint, slot)
+        adapter = slot.current
+        assert adapter is not None
+        if for_request and adapter.lora_request is not None and not adapter.in_engine:
+            async with slot.lock:
+                if not adapter.in_engine:
+                    await self._load_into_engine(adapter)
+        return adapter
+
+    async def _load(self, name: str, directory: Path, fingerprint: Fingerprint, slot: _Slot) -> None:
+        if slot.failure is not None and slot.failure.fingerprint == fingerprint:
+            raise slot.failure.error
+        started = time.perf_counter()
+        try:
+            adapter = await asyncio.to_thread(self._snapshot_and_validate, name, directory, fingerprint)
+        except APIError as exc:
+            slot.failure = _Failure(fingerprint, exc)
+            if self.metrics:
+                self.metrics.adapter_load_failures.labels(adapter=name).inc()
+            log.warning("adapter %s refused: %s", name, exc.message)
+            raise
+        slot.failure = None
+        self._retire(slot)
+        slot.current = adapter
+        if self.metrics:
+            self.metrics.adapter_load_seconds.labels(kind=adapter.kind).observe(
+                time.perf_counter() - started)
+            self.metrics.adapters_loaded.set(self._count_current())
+        log.info("adapter %s v%d (%s) ready from %s", name, adapter.version, adapter.kind, directory)
+
+    def _snapshot_and_validate(self, name: str, directory: Path, fingerprint: Fingerprint) -> Adapter:
+        def invalid(reason: str) -> APIError:
+            return APIError(400, f"adapter `{name}` cannot be served: {reason}", param="model",
+                            code="invalid_adapter")
+
+        if fingerprint[0] in ("unsafe", "unreadable"):
+            raise invalid(fingerprint[1])
+        config_file, weights_file = paths.adapter_files(directory, self.root)
+        if not weights_file.is_file():
+            unsafe = [f for f in paths.UNSAFE_WEIGHTS if (directory / f).exists()]
+            if unsafe:
+                raise invalid(f"only safetensors weights are read; found {unsafe[0]}, "
+                              f"expected {paths.WEIGHTS_FILE}")
+            raise invalid(f"{paths.WEIGHTS_FILE} is missing")
+
+        version = next(self._ids)
+        snapshot = self._snapshots / f"{name}.v{version}"
+        snapshot.mkdir()
+        try:
+            shutil.copyfile(config_file, snapshot / paths.CONFIG_FILE)
+            shutil.copyfile(weights_file, snapshot / paths.WEIGHTS_FILE)
+            manifest_file = directory / paths.MANIFEST_FILE
+            manifest = None
+            if manifest_file.is_file() and manifest_file.resolve().is_relative_to(self.root):
+                shutil.copyfile(manifest_file, snapshot / paths.MANIFEST_FILE)
+                manifest = _read_json(snapshot / paths.MANIFEST_FILE, "manifest.json", invalid)
+            config = _read_json(snapshot / paths.CONFIG_FILE, paths.CONFIG_FILE, invalid)
+            adapter = Adapter(
+                name=name, kind="lora", source=directory, snapshot=snapshot,
+                fingerprint=fingerprint, version=version, loaded_at=int(time.time()),
+                manifest=manifest,
+            )
+            peft_type = str(config.get("peft_type", "")).upper()
+            weights = snapshot / paths.WEIGHTS_FILE
+            if peft_type == "LORA":
+                adapter.lora = validate_lora(config, weights, self.base, self.max_lora_rank)
+                adapter.lora_request = LoRARequest(
+                    lora_name=f"{name}.v{version}", lora_int_id=version, lora_path=str(snapshot))
+            elif self.soft_prompt_loader is not None and self.soft_prompt_loader.handles(peft_type):
+                adapter.kind = "soft_prompt"
+                adapter.soft_prompt = self.soft_prompt_loader.load(config, weights, self.base)
+            else:
+                raise AdapterInvalid(f"peft_type {peft_type or '(missing)'} is not servable; "
+                                     "this server serves LORA" + (
+                                         ", PROMPT_TUNING and P_TUNING" if self.soft_prompt_loader else ""))
+            return adapter
+        except AdapterInvalid as exc:
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise invalid(str(exc)) from exc
+        except APIError:
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise
+        except OSError as exc:
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise invalid(f"files could not be read ({exc.strerror or exc})") from exc
+
+    async def _load_into_engine(self, adapter: Adapter) -> None:
+        # vLLM would load lazily at the first request anyway; loading here turns a file the
+        # engine rejects into a 400 for this request instead of a failure inside a batch.
+        try:
+            await self.engine.add_lora(adapter.lora_request)
+        except Exception as exc:  # the engine reports bad adapters with assorted types
+            raise APIError(400, f"adapter `{adapter.name}` was refused by the engine: {exc}",
+                           param="model", code="invalid_adapter") from exc
+        adapter.in_engine = True
+
+    # ---- in-flight accounting and retirement --------------------------------------------
+
+    def acquire(self, *adapters: Adapter | None) -> None:
+        """Keep these versions loaded until `release`, even if superseded meanwhile."""
+        for a in adapters:
+            if a is not None:
+                a.in_flight += 1
+
+    def release(self, *adapters: Adapter | None) -> None:
+        for a in adapters:
+            if a is not None:
+                a.in_flight -= 1
+                if a.retired and a.in_flight == 0:
+                    self._release(a)
+
+    def _retire(self, slot: _Slot) -> None:
+        old, slot.current = slot.current, None
+        if old is None:
+            return
+        old.retired = True
+        if old.in_flight == 0:
+            self._release(old)
+        if self.metrics:
+            self.metrics.adapters_loaded.set(self._count_current())
+
+    def _release(self, adapter: Adapter) -> None:
+        shutil.rmtree(adapter.snapshot, ignore_errors=True)
+        if adapter.in_engine:
+            adapter.in_engine = False
+            task = asyncio.ensure_future(self.engine.remove_lora(adapter.lora_request.lora_int_id))
+            task.add_done_callback(lambda t: t.exception() and log.warning(
+                "unloading %s failed: %s", adapter.name, t.exception()))
+
+    def _count_current(self) -> int:
+        return sum(1 for s in self._slots.values() if s.current is not None)
+
+    # ---- listing and management ---------------------------------------------------------
+
+    def names(self) -> list[str]:
+        found = set(self._registered)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root):
+                if paths.is_valid_name(entry.name) and entry.is_dir():
+                    found.add(entry.name)
+        return sorted(found)
+
+    async def list(self) -> list[tuple[str, Adapter | APIError]]:
+        """Every adapter name with its current version or the reason it cannot be served."""
+        out: list[tuple[str, Adapter | APIError]] = []
+        for name in self.names():
+            try:
+                out.append((name, await self.get(name, for_request=False)))
+            except APIError as exc:
+                if exc.status != 404:
+                    out.append((name, exc))
+        return out
+
+    async def register(self, name: str, relative_path: str | None) -> Adapter:
+        if not paths.is_valid_name(name):
+            raise APIError(400, f"invalid adapter name {name!r}: use letters, digits, '.', '_' "
+                           "and '-', starting with a letter or digit", param="name")
+        relative_path = relative_path or name
+        try:
+            directory = paths.resolve_inside(self.root, relative_path)
+        except paths.UnsafePath as exc:
+            raise APIError(400, str(exc), param="path") from exc
+        if not (directory / paths.CONFIG_FILE).is_file():
+            raise APIError(404, f"no adapter at {relative_path!r} (no {paths.CONFIG_FILE})",
+                           param="path")
+        owner = self.root / name
+        if name not in self._registered and owner.is_dir() and owner.resolve() != directory:
+            raise APIError(409, f"adapter name `{name}` is taken by the directory {name}/",
+                           param="name")
+        previous = self._registered.get(name)
+        self._registered[name] = str(directory.relative_to(self.root))
+        slot = self._slots.setdefault(name, _Slot())
+        slot.hidden_at = None
+        try:
+            return await self.get(name)
+        except APIError:
+            if previous is None:
+                self._registered.pop(name, None)
+            else:
+                self._registered[name] = previous
+            raise
+
+    async def unregister(self, name: str) -> None:
+        adapter = await self.get(name, for_request=False)  # 404 when unknown
+        slot = self._slots[name]
+        if self._registered.pop(name, None) is None:
+            # A discovered directory stays hidden until its files change (a new version).
+            slot.hidden_at = adapter.fingerprint
+        self._retire(slot)
+
+    def close(self) -> None:
+        shutil.rmtree(self._snapshots, ignore_errors=True)
+
+
+def _read_json(path: Path, label: str, invalid) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(f"{label} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise invalid(f"{label} must hold a JSON object")
+    return data

@@ -1,0 +1,1 @@
+"""Thin FastAPI routers: parse, call `server.serving`, return. No request logic here."""

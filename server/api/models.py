@@ -1,0 +1,55 @@
+"""GET /v1/models and the adapter management endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from server.adapters.registry import Adapter
+from server.api.deps import State, check_api_key
+from server.errors import APIError
+from server.protocol.models import AdapterInfo, AdapterList, LoadAdapterRequest, ModelCard, ModelList
+
+router = APIRouter(dependencies=[Depends(check_api_key)])
+
+
+def _card(state, adapter: Adapter) -> ModelCard:
+    return ModelCard(id=adapter.name, created=adapter.loaded_at, root=str(adapter.source),
+                     parent=state.config.model_name, max_model_len=state.renderer.max_model_len)
+
+
+def _info(state, name: str, item: Adapter | APIError) -> AdapterInfo:
+    if isinstance(item, APIError):
+        return AdapterInfo(name=name, kind=None, path=str(state.registry.root / name),
+                           status="error", error=item.message)
+    return AdapterInfo(
+        name=name, kind=item.kind, path=str(item.source), status="ready", version=item.version,
+        rank=item.lora.rank if item.lora else None,
+        num_virtual_tokens=item.soft_prompt.num_virtual_tokens if item.soft_prompt else None,
+        loaded_at=item.loaded_at, manifest=item.manifest)
+
+
+@router.get("/v1/models")
+async def list_models(state: State) -> ModelList:
+    base = ModelCard(id=state.config.model_name, created=state.started_at,
+                     root=state.config.model, max_model_len=state.renderer.max_model_len)
+    adapters = [_card(state, a) for _, a in await state.registry.list() if isinstance(a, Adapter)]
+    return ModelList(data=[base, *adapters])
+
+
+@router.get("/v1/adapters")
+async def list_adapters(state: State) -> AdapterList:
+    return AdapterList(data=[_info(state, name, item) for name, item in await state.registry.list()])
+
+
+@router.post("/v1/adapters")
+async def load_adapter(request: LoadAdapterRequest, state: State) -> AdapterInfo:
+    if request.name == state.config.model_name:
+        raise APIError(409, f"`{request.name}` is the base model's name", param="name")
+    adapter = await state.registry.register(request.name, request.path)
+    return _info(state, request.name, adapter)
+
+
+@router.delete("/v1/adapters/{name}")
+async def unload_adapter(name: str, state: State) -> dict:
+    await state.registry.unregister(name)
+    return {"id": name, "object": "adapter", "deleted": True}

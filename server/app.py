@@ -1,0 +1,128 @@
+"""The FastAPI application: routers, error handlers, and the engine's start-up in the background.
+
+The HTTP server answers at once (`/health` says 503 until the engine is ready), because a model
+can take minutes to load and orchestrators need a live port to probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from transformers import AutoTokenizer
+
+from server.adapters.base_model import BaseModelInfo
+from server.adapters.registry import AdapterRegistry
+from server.adapters.soft_prompt import SoftPromptLoader
+from server.api import generation, models, ops
+from server.config import ServerConfig
+from server.engine import start_engine
+from server.errors import APIError, error_body
+from server.metrics import Metrics
+from server.serving.prompts import PromptRenderer
+from server.state import ServerState
+
+log = logging.getLogger("server")
+
+
+async def _start(state: ServerState) -> None:
+    config = state.config
+    try:
+        base = await asyncio.to_thread(BaseModelInfo.load, config.model, config.trust_remote_code)
+        tokenizer = await asyncio.to_thread(
+            AutoTokenizer.from_pretrained, config.model, trust_remote_code=config.trust_remote_code)
+        engine = await asyncio.to_thread(start_engine, config)
+    except Exception as exc:
+        log.exception("engine start-up failed; stopping the server")
+        state.startup_error = f"{type(exc).__name__}: {exc}"
+        # An orchestrator restarts a dead process; a live one answering 503 forever helps nobody.
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    state.base = base
+    state.engine = engine
+    vocab_size = engine.model_config.get_vocab_size()
+    state.renderer = PromptRenderer(tokenizer, vocab_size, engine.model_config.max_model_len)
+    adapters_dir = Path(config.adapters)
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    state.registry = AdapterRegistry(
+        adapters_dir, base, engine, max_lora_rank=config.max_lora_rank, metrics=state.metrics,
+        soft_prompt_loader=SoftPromptLoader(engine.model_config.max_model_len,
+                                            engine.model_config.dtype)
+        if config.enable_soft_prompts else None)
+    state.started_at = int(time.time())
+    log.info("ready: %s with adapters from %s", config.model_name, adapters_dir.resolve())
+
+
+def _error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, param=param).model_dump(), status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    if error.get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {error.get('msg')}", None
+    if error.get("type") == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {'.'.join(loc)}", ".".join(loc) or None
+    where = ".".join(loc)
+    return (f"{where}: {error.get('msg')}" if where else str(error.get("msg"))), where or None
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    def count(request: Request, status: int) -> None:
+        metrics.errors.labels(endpoint=request.url.path if request.url.path.startswith("/v1/")
+                              else "other", status=str(status)).inc()
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError):
+        count(request, exc.status)
+        return JSONResponse(exc.to_response().model_dump(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        count(request, 400)
+        message, param = _validation_message(exc)
+        return _error_response(400, message, param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        count(request, exc.status_code)
+        return _error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        count(request, 500)
+        return _error_response(500, "internal server error; the server log has the details")
+
+
+def create_app(config: ServerConfig, *, start: bool = True) -> FastAPI:
+    state = ServerState(config=config, metrics=Metrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(_start(state)) if start else None
+        yield
+        if task is not None:
+            task.cancel()
+        if state.registry is not None:
+            state.registry.close()
+        if state.engine is not None:
+            state.engine.shutdown()
+
+    app = FastAPI(title="adapter-serve", lifespan=lifespan)
+    app.state.server = state
+    app.state.api_keys = [*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])]
+    _install_error_handlers(app, state.metrics)
+    for module in (ops, models, generation):
+        app.include_router(module.router)
+    return app

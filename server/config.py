@@ -1,0 +1,81 @@
+"""Server configuration: one typed dataclass, the single source of `python -m server --help`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class ServerConfig:
+    """OpenAI-compatible server for one base model and many LoRA / soft-prompt adapters."""
+
+    model: str
+    """Base model directory in Hugging Face format (config, tokenizer, safetensors weights)."""
+
+    adapters: str = "adapters"
+    """Directory whose subdirectories are PEFT adapters, each served under its folder name.
+    Adapters added, replaced or deleted while the server runs are picked up on the next request."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+
+    port: int = 8000
+    """Port to listen on."""
+
+    api_key: list[str] = field(default_factory=list)
+    """Accepted API keys (`Authorization: Bearer KEY`). None given: no authentication.
+    The SERVER_API_KEY environment variable adds one more."""
+
+    served_model_name: str | None = None
+    """Name clients use for the base model in `model`. Default: the model directory's name."""
+
+    max_loras: int = 8
+    """How many different LoRA adapters can be in one running batch."""
+
+    max_lora_rank: int = 16
+    """Largest LoRA rank accepted; adapters above it are refused when loaded.
+    vLLM allows 1, 8, 16, 32, 64, 128, 256, 320, 512."""
+
+    max_cpu_loras: int | None = None
+    """How many LoRA adapters the engine keeps loaded in host memory (LRU). Default: max-loras."""
+
+    max_model_len: int | None = None
+    """Context window in tokens (prompt, virtual tokens and completion). Default: the model's."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights and activations dtype. `auto` takes the model config's dtype."""
+
+    tensor_parallel_size: int = 1
+    """Number of GPUs to shard the model across."""
+
+    kv_cache_gib: float | None = None
+    """KV cache size in GiB; takes precedence over --gpu-memory-utilization.
+    Default: 2 on CPU, unset on GPU."""
+
+    gpu_memory_utilization: float = 0.9
+    """Fraction of accelerator memory for weights and KV cache (GPU only unless --kv-cache-gib
+    is unset on CPU, where vLLM reads it as the share of the NUMA node's memory)."""
+
+    max_num_seqs: int | None = None
+    """Most sequences in one engine step. Default: vLLM's."""
+
+    max_logprobs: int = 20
+    """Largest `logprobs` / `top_logprobs` a request may ask for."""
+
+    enable_soft_prompts: bool = True
+    """Serve PEFT prompt-tuning adapters (needs vLLM prompt embeddings)."""
+
+    trust_remote_code: bool = False
+    """Run Python code shipped inside the model directory. Off: only built-in architectures load."""
+
+    seed: int = 0
+    """Engine seed; requests with their own `seed` are reproducible regardless."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of the server (uvicorn and this package)."""
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or Path(self.model).resolve().name

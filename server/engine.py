@@ -1,0 +1,43 @@
+"""Build the one vLLM `AsyncLLM` engine the server runs on."""
+
+from __future__ import annotations
+
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.platforms import current_platform
+from vllm.usage.usage_lib import UsageContext
+from vllm.v1.engine.async_llm import AsyncLLM
+
+from server.config import ServerConfig
+
+
+def engine_args(config: ServerConfig) -> AsyncEngineArgs:
+    kv_gib = config.kv_cache_gib
+    if kv_gib is None and current_platform.is_cpu():
+        # vLLM's CPU default derives the KV cache from a memory fraction minus the worker's
+        # current RSS, which fails or varies with what else runs; a fixed size does not.
+        kv_gib = 2.0
+    return AsyncEngineArgs(
+        model=config.model,
+        served_model_name=config.model_name,
+        tokenizer=config.model,
+        dtype=config.dtype,
+        seed=config.seed,
+        max_model_len=config.max_model_len,
+        tensor_parallel_size=config.tensor_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        kv_cache_memory_bytes=None if kv_gib is None else int(kv_gib * 2**30),
+        max_num_seqs=config.max_num_seqs,
+        max_logprobs=config.max_logprobs,
+        trust_remote_code=config.trust_remote_code,
+        enable_lora=True,
+        max_loras=config.max_loras,
+        max_lora_rank=config.max_lora_rank,
+        max_cpu_loras=config.max_cpu_loras,
+        enable_prompt_embeds=config.enable_soft_prompts,
+        enable_log_requests=False,
+    )
+
+
+def start_engine(config: ServerConfig) -> AsyncLLM:
+    """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
+    return AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the HTTP layer, labelled by adapter and soft prompt.
+
+They live in prometheus-client's default registry next to vLLM's own engine metrics
+(`vllm:*`), so one scrape of /metrics shows both.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# Latencies on CPU range from milliseconds (TTFT of a short prompt) to minutes (long generations).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_REQUEST_LABELS = ("endpoint", "adapter", "soft_prompt")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.requests = Counter(
+            "server_requests", "Finished generation requests.",
+            (*_REQUEST_LABELS, "status"), registry=registry)
+        self.errors = Counter(
+            "server_errors", "Requests answered with an error, by HTTP status.",
+            ("endpoint", "status"), registry=registry)
+        self.prompt_tokens = Counter(
+            "server_prompt_tokens", "Prompt tokens processed (virtual tokens included).",
+            _REQUEST_LABELS, registry=registry)
+        self.generation_tokens = Counter(
+            "server_generation_tokens", "Tokens generated.", _REQUEST_LABELS, registry=registry)
+        self.time_to_first_token = Histogram(
+            "server_time_to_first_token_seconds", "From request arrival to the first token.",
+            _REQUEST_LABELS, buckets=_LATENCY_BUCKETS, registry=registry)
+        self.request_latency = Histogram(
+            "server_request_latency_seconds", "From request arrival to the last token.",
+            _REQUEST_LABELS, buckets=_LATENCY_BUCKETS, registry=registry)
+        self.adapters_loaded = Gauge(
+            "server_adapters_loaded", "Adapters validated and ready to serve.", registry=registry)
+        self.adapter_load_seconds = Histogram(
+            "server_adapter_load_seconds", "Time to snapshot and validate an adapter version.",
+            ("kind",), registry=registry)
+        self.adapter_load_failures = Counter(
+            "server_adapter_load_failures", "Adapter versions refused at load.",
+            ("adapter",), registry=registry)

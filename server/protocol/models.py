@@ -1,0 +1,55 @@
+"""GET /v1/models and the adapter management endpoints (the latter are not in OpenAI)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from server.protocol.common import OpenAIModel
+
+
+class ModelCard(BaseModel):
+    id: str
+    created: int
+    object: Literal["model"] = "model"
+    owned_by: str = "adapter-serve"
+
+    # Extensions (not in the OpenAI API), as vLLM lists them: `root` is the weights' location,
+    # `parent` the base model an adapter applies to (None for the base itself).
+    root: str | None = None
+    parent: str | None = None
+    max_model_len: int | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard] = Field(default_factory=list)
+
+
+# Extensions (not in the OpenAI API): adapter management.
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    kind: Literal["lora", "soft_prompt"] | None
+    path: str
+    status: Literal["ready", "error"]
+    error: str | None = None
+    version: int | None = None
+    rank: int | None = None
+    num_virtual_tokens: int | None = None
+    loaded_at: int | None = None
+    manifest: dict | None = None
+
+
+class AdapterList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AdapterInfo]
+
+
+class LoadAdapterRequest(OpenAIModel):
+    name: str
+    """Name to serve the adapter under (used as `model` in requests)."""
+    path: str | None = None
+    """Adapter directory, relative to the adapters directory. Default: the name."""

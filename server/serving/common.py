@@ -1,0 +1,75 @@
+"""Steps every generation endpoint takes before and after the engine runs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from server.errors import APIError
+from server.protocol.common import SamplingRequest, Usage
+from server.serving.targets import Target, resolve_target
+from server.state import ServerState
+
+T = TypeVar("T")
+
+
+def request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+async def target_for(state: ServerState, request: SamplingRequest) -> Target:
+    assert state.registry is not None
+    return await resolve_target(state.registry, state.config.model_name, request.model,
+                                request.soft_prompt)
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens)
+
+
+def finish_reason(reason: str | None) -> str | None:
+    # vLLM also reports "abort"; OpenAI clients only know stop and length.
+    return None if reason is None else ("length" if reason == "length" else "stop")
+
+
+def sse(payload: BaseModel | dict) -> str:
+    data = payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) \
+        else json.dumps(payload)
+    return f"data: {data}\n\n"
+
+
+async def sse_stream(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
+    """Server-sent events as the OpenAI client reads them, ending with `data: [DONE]`.
+
+    An error after the stream has started can no longer change the HTTP status; it is sent as
+    an `error` event, which the OpenAI client raises as an APIError.
+    """
+    try:
+        async for chunk in chunks:
+            yield sse(chunk)
+    except APIError as exc:
+        yield sse(exc.to_response())
+    yield "data: [DONE]\n\n"
+
+
+async def started(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Pull the first item now, so that errors the engine finds on admission become an HTTP
+    error status instead of a stream that fails after `200 OK`."""
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        first = None
+
+    async def rest() -> AsyncIterator[T]:
+        if first is None:
+            return
+        yield first
+        async for item in items:
+            yield item
+
+    return rest()

@@ -1,0 +1,98 @@
+"""POST /v1/completions: prompts in, text out (streamed or whole)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from vllm.outputs import CompletionOutput
+
+from server.errors import bad_request
+from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
+from server.serving import common
+from server.serving.generation import generate
+from server.serving.logprobs import completion_logprobs
+from server.serving.sampling import sampling_params
+from server.state import ServerState
+
+
+def _check_supported(request: CompletionRequest) -> None:
+    if request.suffix:
+        raise bad_request("suffix (fill-in-the-middle) is not supported", param="suffix")
+    if request.best_of is not None and request.best_of != (request.n or 1):
+        raise bad_request("best_of other than n is not supported", param="best_of")
+    if request.echo and request.logprobs is not None:
+        raise bad_request("echo together with logprobs is not supported", param="echo")
+
+
+async def create_completion(
+    state: ServerState, request: CompletionRequest
+) -> CompletionResponse | AsyncIterator[str]:
+    _check_supported(request)
+    renderer = state.renderer
+    assert renderer is not None
+    target = await common.target_for(state, request)
+    try:
+        prompts = await renderer.completion_prompts(request.prompt)
+        virtual = target.num_virtual_tokens
+        max_tokens = min(renderer.max_tokens(len(p.token_ids) + virtual, request.max_tokens)
+                         for p in prompts)
+        params = sampling_params(request, max_tokens=max_tokens, logprobs=request.logprobs,
+                                 max_logprobs=state.config.max_logprobs,
+                                 vocab_size=renderer.vocab_size)
+    except BaseException:
+        target.release()
+        raise
+    rid = common.request_id("cmpl")
+    created = int(time.time())
+    outputs = await common.started(
+        generate(state, target, "completions", rid, [p.token_ids for p in prompts], params))
+    prompt_tokens = sum(len(p.token_ids) + virtual for p in prompts)
+
+    def choice(prompt_index: int, out: CompletionOutput, first: bool,
+               offset: int = 0) -> CompletionChoice:
+        prompt = prompts[prompt_index]
+        text = out.text
+        if request.echo and first:
+            text = (prompt.text if prompt.text is not None
+                    else renderer.tokenizer.decode(prompt.token_ids)) + text
+        return CompletionChoice(
+            index=prompt_index * params.n + out.index,
+            text=text,
+            finish_reason=common.finish_reason(out.finish_reason),
+            logprobs=None if request.logprobs is None else completion_logprobs(
+                out.token_ids, out.logprobs or [], request.logprobs, renderer.tokenizer, offset),
+            token_ids=list(out.token_ids) if request.return_token_ids else None,
+            prompt_token_ids=prompt.token_ids if request.return_token_ids and first else None,
+        )
+
+    def response(choices: list[CompletionChoice], completion_tokens: int | None) -> CompletionResponse:
+        return CompletionResponse(
+            id=rid, created=created, model=request.model, choices=choices,
+            usage=None if completion_tokens is None else common.usage(prompt_tokens, completion_tokens))
+
+    if not request.stream:
+        choices, generated = [], 0
+        async for i, out in outputs:
+            for o in out.outputs:
+                choices.append(choice(i, o, True))
+                generated += len(o.token_ids)
+        choices.sort(key=lambda c: c.index)
+        return response(choices, generated)
+
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+
+    async def chunks() -> AsyncIterator[CompletionResponse]:
+        generated = 0
+        text_so_far: dict[tuple[int, int], int] = {}  # (prompt, choice) -> characters sent
+        async for i, out in outputs:
+            for o in out.outputs:
+                generated += len(o.token_ids)
+                key = (i, o.index)
+                c = choice(i, o, first=key not in text_so_far, offset=text_so_far.get(key, 0))
+                text_so_far[key] = text_so_far.get(key, 0) + len(c.text)
+                yield response([c], None)
+        if include_usage:
+            yield response([], generated)
+
+    return common.sse_stream(chunks())

@@ -1,0 +1,82 @@
+"""Run one client request on the engine: one engine request per prompt, merged, measured.
+
+Engine failures become `APIError`s here, so callers deal with one error type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from vllm.exceptions import GracefulHTTPError, VLLMClientError
+from vllm.outputs import RequestOutput
+from vllm.sampling_params import SamplingParams
+from vllm.utils.async_utils import merge_async_iterators
+from vllm.v1.engine.exceptions import EngineDeadError
+
+from server.errors import APIError
+from server.serving.targets import Target
+from server.state import ServerState
+
+
+def engine_input(target: Target, token_ids: list[int]) -> dict:
+    if target.soft_prompt is not None:
+        return target.soft_prompt.soft_prompt.engine_input(token_ids)
+    return {"prompt_token_ids": token_ids}
+
+
+async def generate(
+    state: ServerState,
+    target: Target,
+    endpoint: str,
+    request_id: str,
+    prompts: list[list[int]],
+    params: SamplingParams,
+) -> AsyncIterator[tuple[int, RequestOutput]]:
+    """Yield (prompt index, output) as the engine produces them; record metrics at the end.
+
+    Takes over the target's hold on its adapters and releases it when the last output is out.
+    """
+    engine = state.engine
+    if engine is None or engine.errored:
+        target.release()
+        raise APIError(503, "the engine is not running")
+    m = state.metrics
+    labels = (endpoint, target.adapter_label, target.soft_prompt_label)
+    lora_request = target.lora.lora_request if target.lora else None
+    started = time.perf_counter()
+    first_token_at = None
+    generated = 0
+    status = "error"
+    streams = [
+        engine.generate(engine_input(target, ids), params, f"{request_id}-{i}",
+                        lora_request=lora_request)
+        for i, ids in enumerate(prompts)
+    ]
+    try:
+        async for index, output in merge_async_iterators(*streams):
+            new_tokens = sum(len(o.token_ids) for o in output.outputs)
+            if new_tokens and first_token_at is None:
+                first_token_at = time.perf_counter()
+                m.time_to_first_token.labels(*labels).observe(first_token_at - started)
+            generated += new_tokens
+            yield index, output
+        status = "ok"
+    except (asyncio.CancelledError, GeneratorExit):
+        status = "aborted"  # the client went away; vLLM aborts the engine requests
+        raise
+    except EngineDeadError as exc:
+        raise APIError(503, "the engine has stopped; the server needs a restart") from exc
+    except GracefulHTTPError as exc:
+        raise APIError(int(exc.http_status), exc.message) from exc
+    except (VLLMClientError, ValueError) as exc:
+        raise APIError(400, str(exc)) from exc
+    finally:
+        target.release()
+        if status == "ok":
+            m.request_latency.labels(*labels).observe(time.perf_counter() - started)
+        m.requests.labels(*labels, status).inc()
+        m.prompt_tokens.labels(*labels).inc(
+            sum(len(p) for p in prompts) + target.num_virtual_tokens * len(prompts))
+        m.generation_tokens.labels(*labels).inc(generated)

@@ -1,0 +1,96 @@
+"""Prompts -> token ids, with the chat template and the context-window check.
+
+Tokenising here (not in the engine) lets the server count tokens, refuse over-long prompts with
+the limit in the message, and put soft-prompt embeddings in front of the ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from server.errors import bad_request
+from server.protocol.chat import ChatMessage
+
+# Past this many characters tokenising may take milliseconds: do it off the event loop.
+_OFFLOAD_CHARS = 20_000
+
+
+@dataclass
+class Prompt:
+    token_ids: list[int]
+    text: str | None = None  # for `echo`
+
+
+class PromptRenderer:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, vocab_size: int, max_model_len: int):
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.max_model_len = max_model_len
+
+    async def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        if len(text) > _OFFLOAD_CHARS:
+            return await asyncio.to_thread(self.tokenizer.encode, text,
+                                           add_special_tokens=add_special_tokens)
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    async def completion_prompts(self, prompt: str | list) -> list[Prompt]:
+        """The four forms of `prompt`: text, list of texts, token ids, list of token-id lists."""
+        if isinstance(prompt, str):
+            items: list = [prompt]
+        elif prompt and all(isinstance(p, int) for p in prompt):
+            items = [prompt]
+        else:
+            items = list(prompt)
+        if not items:
+            raise bad_request("prompt must not be empty", param="prompt")
+        prompts = []
+        for item in items:
+            if isinstance(item, str):
+                # As vLLM does: the tokenizer's own special tokens (BOS) are added.
+                prompts.append(Prompt(await self._encode(item, True), item))
+            else:
+                prompts.append(Prompt(self.check_ids(item)))
+        return prompts
+
+    def check_ids(self, ids: list[int]) -> list[int]:
+        if not ids:
+            raise bad_request("a token-id prompt must not be empty", param="prompt")
+        bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+        if bad is not None:
+            raise bad_request(f"token id {bad} is outside the vocabulary [0, {self.vocab_size})",
+                              param="prompt")
+        return list(ids)
+
+    async def chat_prompt(self, messages: list[ChatMessage], add_generation_prompt: bool) -> Prompt:
+        if self.tokenizer.chat_template is None:
+            raise bad_request("this model has no chat template; use /v1/completions")
+        conversation = [{"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+                        for m in messages]
+        try:
+            text = self.tokenizer.apply_chat_template(
+                conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+        except Exception as exc:  # jinja raises for conversations the template refuses
+            raise bad_request(f"the chat template refused these messages: {exc}",
+                              param="messages") from exc
+        # The template writes its own special tokens (BOS); adding them again would double them.
+        return Prompt(await self._encode(text, False), text)
+
+    def max_tokens(self, prompt_len: int, requested: int | None, param: str = "max_tokens") -> int:
+        """New-token budget, refusing a prompt (+ budget) that does not fit the context window."""
+        limit = self.max_model_len
+        if prompt_len >= limit:
+            raise bad_request(
+                f"This model's maximum context length is {limit} tokens. However, your prompt "
+                f"has {prompt_len} tokens, leaving no room for a completion. Please shorten it.",
+                param="messages" if param == "max_completion_tokens" else "prompt")
+        if requested is None:
+            return limit - prompt_len
+        if prompt_len + requested > limit:
+            raise bad_request(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_len + requested} tokens ({prompt_len} in the prompt, {requested} in the "
+                f"completion). Please reduce the prompt or {param}.", param=param)
+        return requested

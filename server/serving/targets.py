@@ -1,0 +1,64 @@
+"""Which weights serve a request: the base model, a LoRA, a soft prompt, or a LoRA + soft prompt.
+
+`model` names the base model or any adapter; the `soft_prompt` extension field stacks a soft
+prompt on top of whatever `model` names (base or LoRA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.adapters.registry import Adapter, AdapterRegistry
+from server.errors import APIError, bad_request
+
+
+@dataclass
+class Target:
+    """The adapters serving one request, held loaded (`registry.acquire`) until `release`."""
+
+    model: str
+    registry: AdapterRegistry
+    lora: Adapter | None = None
+    soft_prompt: Adapter | None = None
+
+    def release(self) -> None:
+        self.registry.release(self.lora, self.soft_prompt)
+
+    @property
+    def adapter_label(self) -> str:
+        return self.lora.name if self.lora else "base"
+
+    @property
+    def soft_prompt_label(self) -> str:
+        return self.soft_prompt.name if self.soft_prompt else "none"
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return self.soft_prompt.soft_prompt.num_virtual_tokens if self.soft_prompt else 0
+
+
+async def resolve_target(
+    registry: AdapterRegistry, base_name: str, model: str, soft_prompt: str | None
+) -> Target:
+    target = Target(model=model, registry=registry)
+    if model != base_name:
+        adapter = await registry.get(model)
+        if adapter.kind == "lora":
+            target.lora = adapter
+        else:
+            target.soft_prompt = adapter
+    if soft_prompt is not None:
+        if target.soft_prompt is not None:
+            raise bad_request(f"`model` {model} is already a soft prompt; `soft_prompt` stacks a "
+                              "soft prompt on a LoRA adapter or the base model", param="soft_prompt")
+        try:
+            adapter = await registry.get(soft_prompt)
+        except APIError as exc:
+            exc.param = "soft_prompt"
+            raise
+        if adapter.kind != "soft_prompt":
+            raise bad_request(f"`{soft_prompt}` is a {adapter.kind} adapter, not a soft prompt",
+                              param="soft_prompt")
+        target.soft_prompt = adapter
+    registry.acquire(target.lora, target.soft_prompt)
+    return target

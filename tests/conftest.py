@@ -1,0 +1,105 @@
+"""Shared fixtures: a tiny float32 model with adapters, and one real server for the session.
+
+The server is a subprocess (`python -m server`) on the real vLLM engine, reached with the
+official `openai` client; starting it once keeps the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from training.tiny import build_base_model, build_lora_adapter, build_prompt_tuning_adapter
+
+API_KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Base model (float32) plus reference adapters kept outside the served directory."""
+    root = tmp_path_factory.mktemp("tiny")
+    base = build_base_model(root / "base", spec="test", dtype="float32")
+    refs = root / "reference-adapters"
+    return {
+        "root": root,
+        "base": base,
+        "lora-a": build_lora_adapter(base, refs / "lora-a", rank=8, seed=1),
+        "lora-b": build_lora_adapter(base, refs / "lora-b", rank=16, seed=2),
+        "prompt-a": build_prompt_tuning_adapter(base, refs / "prompt-a", num_virtual_tokens=8, seed=3),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, model: Path, adapters: Path, log: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.adapters = adapters
+        self.log = log
+        cmd = [sys.executable, "-m", "server", "--model", str(model), "--adapters", str(adapters),
+               "--port", str(self.port), "--dtype", "float32", "--max-model-len", "512",
+               "--api-key", API_KEY, "--kv-cache-gib", "0.25", *extra]
+        self._log_file = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"server not ready:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log_file.close()
+
+
+@pytest.fixture(scope="session")
+def server(tiny, tmp_path_factory):
+    adapters = tmp_path_factory.mktemp("adapters")
+    for name in ("lora-a", "lora-b", "prompt-a"):
+        shutil.copytree(tiny[name], adapters / name)
+    proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def http(server) -> httpx.Client:
+    """Raw HTTP for what the openai client cannot send (malformed bodies, bad headers)."""
+    with httpx.Client(base_url=server.url, timeout=60,
+                      headers={"Authorization": f"Bearer {API_KEY}"}) as c:
+        yield c

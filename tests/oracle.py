@@ -1,0 +1,38 @@
+"""The correctness oracle: greedy decoding with transformers + PEFT on the same float32 model."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer(base: Path):
+    return AutoTokenizer.from_pretrained(base)
+
+
+def _model(base: Path, *adapters: Path):
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    for i, adapter in enumerate(adapters):
+        if i == 0:
+            model = PeftModel.from_pretrained(model, adapter, adapter_name=f"a{i}")
+        else:
+            model.load_adapter(adapter, adapter_name=f"a{i}")
+    return model.eval()
+
+
+@torch.no_grad()
+def greedy(base: Path, prompt_ids: list[int], max_new_tokens: int, *adapters: Path) -> list[int]:
+    """Token ids PEFT generates greedily after `prompt_ids` with the given adapter applied."""
+    model = _model(base, *adapters)
+    tok = tokenizer(base)
+    ids = torch.tensor([prompt_ids])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id)
+    # generate returns prompt + continuation (a soft prompt's virtual tokens are not in it).
+    return out[0, len(prompt_ids):].tolist()
