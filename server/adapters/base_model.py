@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from server.adapters.manifest import base_model_identity
+
 
 @dataclass(frozen=True)
 class BaseModelInfo:
@@ -21,6 +23,8 @@ class BaseModelInfo:
     max_position_embeddings: int | None
     linear_shapes: dict[str, tuple[int, int]]
     """Module path (e.g. `model.layers.0.self_attn.q_proj`) -> (in_features, out_features)."""
+    identity: str
+    """Content checksum (see `manifest.base_model_identity`); adapters' manifests must match."""
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> "BaseModelInfo":
@@ -39,4 +43,5 @@ class BaseModelInfo:
             vocab_size=text_config.vocab_size,
             max_position_embeddings=getattr(text_config, "max_position_embeddings", None),
             linear_shapes=shapes,
+            identity=base_model_identity(path),
         )

@@ -27,6 +27,7 @@ from vllm.lora.request import LoRARequest
 
 from server.adapters import paths
 from server.adapters.base_model import BaseModelInfo
+from server.adapters.manifest import mismatch as manifest_mismatch
 from server.adapters.lora import AdapterInvalid, LoraSpec, validate_lora
 from server.errors import APIError
 
@@ -199,6 +200,9 @@ class AdapterRegistry:
             if manifest_file.is_file() and manifest_file.resolve().is_relative_to(self.root):
                 shutil.copyfile(manifest_file, snapshot / paths.MANIFEST_FILE)
                 manifest = _read_json(snapshot / paths.MANIFEST_FILE, "manifest.json", invalid)
+                reason = manifest_mismatch(manifest, self.base.identity)
+                if reason:
+                    raise invalid(reason)
             config = _read_json(snapshot / paths.CONFIG_FILE, paths.CONFIG_FILE, invalid)
             adapter = Adapter(
                 name=name, kind="lora", source=directory, snapshot=snapshot,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from server.protocol.common import OpenAIModel, SamplingRequest, Usage
+from server.protocol.common import ExtensionIds, OpenAIModel, SamplingRequest, Usage
 
 
 class TextPart(OpenAIModel):
@@ -73,7 +73,7 @@ class ChatChoice(BaseModel):
     message: AssistantMessage
 
     # Extensions (not in the OpenAI API)
-    token_ids: list[int] | None = None
+    token_ids: ExtensionIds = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -86,7 +86,7 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage | None = None
 
     # Extensions (not in the OpenAI API)
-    prompt_token_ids: list[int] | None = None
+    prompt_token_ids: ExtensionIds = None
 
 
 class Delta(BaseModel):
@@ -101,7 +101,7 @@ class ChunkChoice(BaseModel):
     logprobs: ChoiceLogprobs | None = None
 
     # Extensions (not in the OpenAI API)
-    token_ids: list[int] | None = None
+    token_ids: ExtensionIds = None
 
 
 class ChatCompletionChunk(BaseModel):

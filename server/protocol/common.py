@@ -17,6 +17,14 @@ class StreamOptions(OpenAIModel):
     include_obfuscation: bool | None = None  # accepted for client compatibility; no effect
 
 
+def _is_none(value) -> bool:
+    return value is None
+
+
+# An extension field in a response: left out entirely unless the request asked for it.
+ExtensionIds = Annotated[list[int] | None, Field(default=None, exclude_if=_is_none)]
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -49,6 +57,12 @@ class SamplingRequest(OpenAIModel):
     """Drop tokens whose probability is below min_p times the most likely token's."""
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
     """Multiplicative penalty on tokens already in prompt or output (1.0 = none)."""
+    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    """Generate at least this many tokens before EOS or a stop string may end the output."""
+    ignore_eos: bool | None = False
+    """Keep generating past the end-of-sequence token (fixed-length outputs for benchmarks)."""
+    use_adapter_template: bool | None = False
+    """Wrap the prompt (or the last user message) in the adapter manifest's prompt template."""
     soft_prompt: str | None = None
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
     return_token_ids: bool | None = False

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from server.protocol.common import SamplingRequest, Usage
+from server.protocol.common import ExtensionIds, SamplingRequest, Usage
 
 
 class CompletionRequest(SamplingRequest):
@@ -34,8 +34,8 @@ class CompletionChoice(BaseModel):
     text: str
 
     # Extensions (not in the OpenAI API)
-    token_ids: list[int] | None = None
-    prompt_token_ids: list[int] | None = None
+    token_ids: ExtensionIds = None
+    prompt_token_ids: ExtensionIds = None
 
 
 class CompletionResponse(BaseModel):

@@ -36,7 +36,9 @@ async def create_chat_completion(
     top_logprobs = _top_logprobs(request)
     target = await common.target_for(state, request)
     try:
-        prompt = await renderer.chat_prompt(request.messages, request.add_generation_prompt)
+        prompt = await renderer.chat_prompt(
+            request.messages, request.add_generation_prompt,
+            target.apply_template if request.use_adapter_template else None)
         prompt_tokens = len(prompt.token_ids) + target.num_virtual_tokens
         requested, param = request.max_completion_tokens, "max_completion_tokens"
         if requested is None and request.max_tokens is not None:

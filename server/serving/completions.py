@@ -33,7 +33,8 @@ async def create_completion(
     assert renderer is not None
     target = await common.target_for(state, request)
     try:
-        prompts = await renderer.completion_prompts(request.prompt)
+        prompts = await renderer.completion_prompts(
+            request.prompt, target.apply_template if request.use_adapter_template else None)
         virtual = target.num_virtual_tokens
         max_tokens = min(renderer.max_tokens(len(p.token_ids) + virtual, request.max_tokens)
                          for p in prompts)

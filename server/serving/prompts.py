@@ -36,8 +36,10 @@ class PromptRenderer:
                                            add_special_tokens=add_special_tokens)
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
-    async def completion_prompts(self, prompt: str | list) -> list[Prompt]:
-        """The four forms of `prompt`: text, list of texts, token ids, list of token-id lists."""
+    async def completion_prompts(self, prompt: str | list, template=None) -> list[Prompt]:
+        """The four forms of `prompt`: text, list of texts, token ids, list of token-id lists.
+
+        `template`, if given, wraps each text prompt (token-id prompts cannot be wrapped)."""
         if isinstance(prompt, str):
             items: list = [prompt]
         elif prompt and all(isinstance(p, int) for p in prompt):
@@ -49,8 +51,13 @@ class PromptRenderer:
         prompts = []
         for item in items:
             if isinstance(item, str):
+                if template is not None:
+                    item = template(item)
                 # As vLLM does: the tokenizer's own special tokens (BOS) are added.
                 prompts.append(Prompt(await self._encode(item, True), item))
+            elif template is not None:
+                raise bad_request("use_adapter_template needs text prompts, not token ids",
+                                  param="use_adapter_template")
             else:
                 prompts.append(Prompt(self.check_ids(item)))
         return prompts
@@ -64,11 +71,18 @@ class PromptRenderer:
                               param="prompt")
         return list(ids)
 
-    async def chat_prompt(self, messages: list[ChatMessage], add_generation_prompt: bool) -> Prompt:
+    async def chat_prompt(self, messages: list[ChatMessage], add_generation_prompt: bool,
+                          template=None) -> Prompt:
+        """`template`, if given, wraps the last user message."""
         if self.tokenizer.chat_template is None:
             raise bad_request("this model has no chat template; use /v1/completions")
         conversation = [{"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
                         for m in messages]
+        if template is not None:
+            last_user = next((c for c in reversed(conversation) if c["role"] == "user"), None)
+            if last_user is None:
+                raise bad_request("use_adapter_template needs a user message", param="messages")
+            last_user["content"] = template(last_user["content"])
         try:
             text = self.tokenizer.apply_chat_template(
                 conversation, tokenize=False, add_generation_prompt=add_generation_prompt)

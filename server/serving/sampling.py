@@ -63,6 +63,8 @@ def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None,
         seed=request.seed,
         stop=stop_strings(request.stop),
         max_tokens=max_tokens,
+        min_tokens=min(request.min_tokens or 0, max_tokens),
+        ignore_eos=bool(request.ignore_eos),
         logprobs=logprobs,
         logit_bias=logit_bias(request.logit_bias, vocab_size),
         # Streaming sends only what is new; otherwise one result at the end.

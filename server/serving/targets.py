@@ -32,6 +32,16 @@ class Target:
     def soft_prompt_label(self) -> str:
         return self.soft_prompt.name if self.soft_prompt else "none"
 
+    def apply_template(self, text: str) -> str:
+        """Wrap `text` in the prompt template the adapter was trained with (its manifest's)."""
+        for adapter in (self.lora, self.soft_prompt):
+            template = ((adapter.manifest or {}).get("prompt_template") or {}).get("template") \
+                if adapter else None
+            if template:
+                return template.replace("{prompt}", text)
+        raise bad_request(f"`{self.model}` has no prompt template in its manifest",
+                          param="use_adapter_template")
+
     @property
     def num_virtual_tokens(self) -> int:
         return self.soft_prompt.soft_prompt.num_virtual_tokens if self.soft_prompt else 0

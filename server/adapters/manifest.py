@@ -1,0 +1,67 @@
+"""The adapter manifest (`manifest.json` beside the adapter's weights): its format and checks.
+
+Written by `python -m training ... --publish`, read by the server. Every field is optional
+except `format` and `base_model.identity`; unknown fields are kept and shown in /v1/adapters.
+
+    {
+      "format": 1,
+      "name": "sql-lora",
+      "method": "lora" | "qlora" | "prompt_tuning" | "dpo" | "ppo" | "grpo" | ...,
+      "base_model": {"identity": "sha256:...", "path": "/abs/path/at/training/time"},
+      "prompt_template": {"name": "alpaca", "template": "### Instruction:\\n{prompt}\\n\\n### Response:\\n"},
+      "data": {"sha256": "...", "examples": 1234},
+      "hyperparameters": {...},
+      "evaluation": {...},
+      "created": "2026-11-21T12:00:00Z"
+    }
+
+`prompt_template.template` has one `{prompt}` placeholder; a request that sets the extension
+field `use_adapter_template` gets its prompt (or last user message) wrapped in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+FORMAT = 1
+_CHUNK = 8 << 20
+
+
+def base_model_identity(model_dir: str | Path) -> str:
+    """sha256 over the model's config and every safetensors file, names included.
+
+    Content, not paths or dates: a copied model keeps its identity, a retrained one does not.
+    Reads all weights once (seconds for a few GB); the server does it at start-up.
+    """
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256()
+    files = [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors"))]
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def mismatch(manifest: dict, identity: str) -> str | None:
+    """Why an adapter with this manifest cannot run on the base model `identity`, or None."""
+    if manifest.get("format") != FORMAT:
+        return f"manifest.json format {manifest.get('format')!r} is not {FORMAT}"
+    expected = (manifest.get("base_model") or {}).get("identity")
+    if not isinstance(expected, str):
+        return "manifest.json lacks base_model.identity"
+    if expected != identity:
+        return (f"it was trained on a different base model (manifest: {expected[:19]}..., "
+                f"served: {identity[:19]}...)")
+    template = (manifest.get("prompt_template") or {}).get("template")
+    if template is not None and (not isinstance(template, str) or "{prompt}" not in template):
+        return "manifest.json prompt_template.template must be a string with a {prompt} placeholder"
+    return None
+
+
+def write_manifest(adapter_dir: str | Path, manifest: dict) -> None:
+    Path(adapter_dir, "manifest.json").write_text(json.dumps({"format": FORMAT, **manifest},
+                                                             indent=2, sort_keys=True))
