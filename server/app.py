@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -66,9 +67,15 @@ def _error_response(status: int, message: str, param: str | None = None) -> JSON
     return JSONResponse(error_body(status, message, param=param).model_dump(), status_code=status)
 
 
+# pydantic puts the union member it tried into the error location (`prompt.str`,
+# `stop.list[str]`); the client's parameter is the path without those tags.
+_TYPE_TAG = re.compile(r"^(str|int|float|bool|list|dict|none)$|[\[\-]")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     error = exc.errors()[0]
-    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    loc = [str(part) for part in error.get("loc", ())
+           if part != "body" and not _TYPE_TAG.search(str(part))]
     if error.get("type") == "json_invalid":
         return f"the request body is not valid JSON: {error.get('msg')}", None
     if error.get("type") == "extra_forbidden":
