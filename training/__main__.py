@@ -1,0 +1,83 @@
+"""Fine-tune adapters the server can serve; evaluate and publish them.
+
+    python -m training lora          --config training/recipes/lora-alpaca.yaml [--key value ...] [--publish]
+    python -m training qlora         --config training/recipes/qlora-alpaca.yaml
+    python -m training prompt_tuning --config training/recipes/prompt-tuning-chat.yaml
+    python -m training full          --config training/recipes/full-alpaca.yaml
+    python -m training selective     --config training/recipes/selective-last-layers.yaml
+    python -m training eval          --base B --adapter A --data held_out.jsonl [--forgetting other.jsonl]
+    python -m training publish       --run runs/NAME [--name NAME] [--adapters-dir adapters]
+    python -m training <command> --help     # every option, with its documentation
+
+Recipes are YAML (training/recipes/); flags override them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from training.config import RecipeError, parse_command_line
+
+
+def _methods() -> dict:
+    from training.methods import METHODS
+
+    return METHODS
+
+
+def _train(name: str) -> Callable[[Sequence[str]], object]:
+    def run(argv: Sequence[str]) -> object:
+        from training.methods.common import train
+
+        method = _methods()[name]
+        recipe = parse_command_line(name, method.sections, argv, method.help)
+        return train(recipe, method)
+    return run
+
+
+def _single(command: str, cls_path: str, fn_path: str) -> Callable[[Sequence[str]], object]:
+    def run(argv: Sequence[str]) -> object:
+        import importlib
+
+        module = importlib.import_module(cls_path)
+        cls, fn = getattr(module, fn_path[0]), getattr(module, fn_path[1])
+        recipe = parse_command_line(command, {"args": cls}, argv, (cls.__doc__ or "").strip())
+        return fn(recipe.args)
+    return run
+
+
+# One table: command -> what it runs.
+COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
+    "lora": ("LoRA adapter", _train("lora")),
+    "qlora": ("LoRA on a 4-bit NF4 quantized base (bitsandbytes)", _train("qlora")),
+    "prompt_tuning": ("soft prompt (PEFT prompt tuning)", _train("prompt_tuning")),
+    "full": ("full fine-tuning: a new model directory", _train("full")),
+    "selective": ("train only the last N layers and/or output layers: a new model directory", _train("selective")),
+    "eval": ("base vs tuned on held-out data", _single("eval", "training.evaluate", ("EvalConfig", "run_eval"))),
+    "publish": ("publish a run's adapter into adapters/", _single("publish", "training.publish",
+                                                                 ("PublishConfig", "run_publish"))),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__)
+        print("commands:\n" + "\n".join(f"  {name:14} {help}" for name, (help, _) in COMMANDS.items()))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from training.data import DataError
+    from training.methods.common import Refused
+
+    try:
+        COMMANDS[argv[0]][1](argv[1:])
+    except (RecipeError, DataError, Refused, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
