@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
+from server import vllm_plugin
 from server.config import ServerConfig
 
 
@@ -40,4 +43,6 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
 
 def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
+    # Inherited by the engine's processes, where it switches our vLLM plugin on.
+    os.environ[vllm_plugin.ENABLE_ENV] = "1"
     return AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)

@@ -36,3 +36,21 @@ def greedy(base: Path, prompt_ids: list[int], max_new_tokens: int, *adapters: Pa
                          eos_token_id=tok.eos_token_id)
     # generate returns prompt + continuation (a soft prompt's virtual tokens are not in it).
     return out[0, len(prompt_ids):].tolist()
+
+
+@torch.no_grad()
+def greedy_stacked(base: Path, prompt_ids: list[int], max_new_tokens: int,
+                   lora: Path | None, soft_prompt: Path) -> list[int]:
+    """PEFT's semantics for a LoRA and a soft prompt together, which one PeftModel cannot hold:
+    the LoRA model, fed the soft prompt's embeddings in front of the input's embeddings."""
+    from safetensors.torch import load_file
+
+    model = _model(base, lora) if lora else _model(base)
+    tok = tokenizer(base)
+    soft = load_file(soft_prompt / "adapter_model.safetensors")["prompt_embeddings"]
+    ids = torch.tensor([prompt_ids])
+    embeds = torch.cat([soft.to(torch.float32)[None], model.get_input_embeddings()(ids)], dim=1)
+    out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2]),
+                         do_sample=False, max_new_tokens=max_new_tokens,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return out[0].tolist()  # with inputs_embeds only, generate returns just the new tokens

@@ -1,0 +1,27 @@
+"""Changes this server makes inside every vLLM process (engine core and workers).
+
+Registered as a `vllm.general_plugins` entry point, which vLLM loads in each process it starts.
+It acts only when the parent is this server (the environment flag below is set by
+`server.engine`), so stock vLLM run from the same environment (the benchmarks) stays stock.
+
+1. No LoRA wrapper on the input embedding. The server admits LoRA on linear layers only, so the
+   wrapper adds nothing, yet it costs a gather per step and, worse, crashes the engine when a
+   batch mixes soft-prompt embedding positions with token ids while a LoRA is active: vLLM embeds
+   only the token-id positions but the wrapper indexes its LoRA mapping by all of them
+   (einsum "subscript b has size N ... does not broadcast").
+"""
+
+from __future__ import annotations
+
+import os
+
+ENABLE_ENV = "ADAPTER_SERVE_VLLM_PLUGIN"
+
+
+def register() -> None:
+    if os.environ.get(ENABLE_ENV) != "1":
+        return
+    from vllm.lora.layers.vocab_parallel_embedding import VocabParallelEmbeddingWithLoRA
+
+    VocabParallelEmbeddingWithLoRA.can_replace_layer = classmethod(
+        lambda cls, *args, **kwargs: False)

@@ -1,0 +1,51 @@
+"""A client that goes away aborts its request in the engine."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.conftest import API_KEY
+from tests.e2e.test_metrics import scrape, value
+
+LONG = {"model": "lora-a", "prompt": "go on and on", "max_tokens": 450, "ignore_eos": True,
+        "temperature": 0}
+
+
+def aborted(http) -> float:
+    return value(scrape(http), "server_requests_total", status="aborted")
+
+
+def running(http) -> float:
+    return value(scrape(http), "vllm:num_requests_running")
+
+
+def wait_for(predicate, timeout=20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_streaming_client_disconnect_aborts(http, server):
+    before = aborted(http)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as c:
+        with c.stream("POST", "/v1/completions", json={**LONG, "stream": True}) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+    assert wait_for(lambda: aborted(http) == before + 1)
+    assert wait_for(lambda: running(http) == 0)
+
+
+def test_non_streaming_client_disconnect_aborts(http, server):
+    before = aborted(http)
+    try:
+        httpx.post(server.url + "/v1/completions", json=LONG, timeout=0.5,
+                   headers={"Authorization": f"Bearer {API_KEY}"})
+    except httpx.ReadTimeout:
+        pass
+    assert wait_for(lambda: aborted(http) == before + 1)
+    assert wait_for(lambda: running(http) == 0)

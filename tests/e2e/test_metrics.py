@@ -1,0 +1,52 @@
+"""/metrics is real Prometheus exposition, labelled by adapter and soft prompt."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def scrape(http) -> dict[tuple[str, frozenset], float]:
+    r = http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def value(samples, name, **labels) -> float:
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and set(labels.items()) <= set(ls))
+
+
+def test_generation_metrics_by_adapter(client, http):
+    before = scrape(http)
+    r = client.completions.create(model="lora-b", prompt="count the tokens", max_tokens=7,
+                                  temperature=0)
+    after = scrape(http)
+    labels = {"endpoint": "completions", "adapter": "lora-b", "soft_prompt": "none"}
+
+    def delta(name, **extra):
+        return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
+
+    assert delta("server_requests_total", status="ok") == 1
+    assert delta("server_prompt_tokens_total") == r.usage.prompt_tokens
+    assert delta("server_generation_tokens_total") == 7
+    assert delta("server_time_to_first_token_seconds_count") == 1
+    assert delta("server_request_latency_seconds_count") == 1
+    assert value(after, "server_adapters_loaded") >= 1
+    assert value(after, "server_adapter_load_seconds_count") >= 1
+    # vLLM's own engine metrics share the endpoint.
+    assert any(name.startswith("vllm:") for name, _ in after)
+
+
+def test_soft_prompt_label_and_error_counts(client, http):
+    before = scrape(http)
+    client.completions.create(model="lora-a", prompt="x", max_tokens=2,
+                              extra_body={"soft_prompt": "prompt-a"})
+    http.post("/v1/completions", json={"model": "missing", "prompt": "x"})
+    after = scrape(http)
+    stacked = {"adapter": "lora-a", "soft_prompt": "prompt-a", "status": "ok"}
+    assert value(after, "server_requests_total", **stacked) - \
+        value(before, "server_requests_total", **stacked) == 1
+    errors = {"endpoint": "/v1/completions", "status": "404"}
+    assert value(after, "server_errors_total", **errors) - \
+        value(before, "server_errors_total", **errors) == 1
