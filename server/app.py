@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from prometheus_client import REGISTRY, CollectorRegistry
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -112,8 +113,10 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return _error_response(500, "internal server error; the server log has the details")
 
 
-def create_app(config: ServerConfig, *, start: bool = True) -> FastAPI:
-    state = ServerState(config=config, metrics=Metrics())
+def create_app(config: ServerConfig, *, start: bool = True,
+               registry: CollectorRegistry = REGISTRY) -> FastAPI:
+    """`registry`: where metrics live; the default one also holds vLLM's engine metrics."""
+    state = ServerState(config=config, metrics=Metrics(registry))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -128,6 +131,7 @@ def create_app(config: ServerConfig, *, start: bool = True) -> FastAPI:
 
     app = FastAPI(title="adapter-serve", lifespan=lifespan)
     app.state.server = state
+    app.state.metrics_registry = registry
     app.state.api_keys = [*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])]
     _install_error_handlers(app, state.metrics)
     for module in (ops, models, generation):

@@ -1,0 +1,132 @@
+"""The HTTP layer on a scripted stand-in engine: readiness, SSE framing, error mapping.
+
+End-to-end behaviour is tested against the real engine in tests/e2e; here the engine's failure
+modes can be produced on demand.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from fastapi.testclient import TestClient
+from transformers import AutoTokenizer
+from vllm.outputs import CompletionOutput, RequestOutput
+from vllm.v1.engine.exceptions import EngineDeadError
+
+from server.adapters.base_model import BaseModelInfo
+from server.adapters.registry import AdapterRegistry
+from server.app import create_app
+from server.config import ServerConfig
+from server.serving.prompts import PromptRenderer
+
+
+class ScriptedEngine:
+    """Yields the words of `reply` one per step, or raises `fail` at step `fail_at`."""
+
+    errored = False
+
+    def __init__(self, reply="one two three", fail=None, fail_at=0):
+        self.reply, self.fail, self.fail_at = reply.split(), fail, fail_at
+
+    async def generate(self, prompt, params, request_id, lora_request=None):
+        for step, word in enumerate(self.reply):
+            if self.fail is not None and step == self.fail_at:
+                raise self.fail
+            last = step == len(self.reply) - 1
+            yield RequestOutput(
+                request_id=request_id, prompt=None, prompt_token_ids=prompt["prompt_token_ids"],
+                prompt_logprobs=None, finished=last,
+                outputs=[CompletionOutput(index=0, text=" " + word, token_ids=[10 + step],
+                                          cumulative_logprob=None, logprobs=None,
+                                          finish_reason="length" if last else None)])
+
+    async def add_lora(self, request):
+        return True
+
+    async def remove_lora(self, lora_id):
+        return True
+
+
+@pytest.fixture
+def make_client(tiny, tmp_path):
+    def make(engine=None, ready=True):
+        app = create_app(ServerConfig(model=str(tiny["base"]), adapters=str(tmp_path)),
+                         start=False, registry=CollectorRegistry())
+        state = app.state.server
+        if ready:
+            state.engine = engine or ScriptedEngine()
+            state.base = BaseModelInfo.load(tiny["base"])
+            state.renderer = PromptRenderer(AutoTokenizer.from_pretrained(tiny["base"]), 512, 256)
+            state.registry = AdapterRegistry(tmp_path, state.base, state.engine, max_lora_rank=16)
+        return TestClient(app, raise_server_exceptions=False)
+    return make
+
+
+BODY = {"model": "base", "prompt": "hi", "max_tokens": 3}
+CHAT = {"model": "base", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+
+
+def sse_events(text: str) -> list[str]:
+    return [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+
+
+def test_not_ready_is_503_everywhere(make_client):
+    client = make_client(ready=False)
+    for r in (client.get("/health"), client.post("/v1/completions", json=BODY),
+              client.get("/v1/models")):
+        assert r.status_code == 503 and "starting" in r.json()["error"]["message"]
+
+
+def test_dead_engine_is_503(make_client):
+    engine = ScriptedEngine()
+    client = make_client(engine)
+    assert client.get("/health").status_code == 200
+    engine.errored = True
+    assert client.get("/health").status_code == 503
+
+
+def test_completion_sse_framing(make_client):
+    r = make_client().post("/v1/completions", json={**BODY, "stream": True,
+                                                     "stream_options": {"include_usage": True}})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r.text)
+    assert events[-1] == "[DONE]"
+    import json
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == " one two three"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_chat_stream_opens_with_role(make_client):
+    import json
+    events = sse_events(make_client().post("/v1/chat/completions",
+                                           json={**CHAT, "stream": True}).text)
+    first = json.loads(events[0])["choices"][0]
+    assert first["delta"] == {"content": "", "role": "assistant"}
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+
+
+def test_engine_death_on_admission_is_503_not_500(make_client):
+    r = make_client(ScriptedEngine(fail=EngineDeadError())).post("/v1/completions", json=BODY)
+    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
+
+
+def test_error_mid_stream_becomes_an_error_event(make_client):
+    client = make_client(ScriptedEngine(fail=EngineDeadError(), fail_at=1))
+    events = sse_events(client.post("/v1/completions", json={**BODY, "stream": True}).text)
+    assert '"error"' in events[-2] and events[-1] == "[DONE]"
+
+
+def test_unexpected_failure_is_500_without_internals(make_client):
+    client = make_client(ScriptedEngine(fail=RuntimeError("secret internal detail")))
+    r = client.post("/v1/completions", json=BODY)
+    assert r.status_code == 500
+    assert "secret" not in r.text and "Traceback" not in r.text
+    assert r.json()["error"]["type"] == "server_error"
+
+
+def test_unknown_route_and_method_keep_error_shape(make_client):
+    client = make_client()
+    assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    assert client.get("/v1/completions").status_code == 405

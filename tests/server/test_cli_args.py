@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from server.cli_args import attribute_docs, parse_dataclass
+from server.config import ServerConfig
+
+
+def test_every_config_field_has_help_text():
+    docs = attribute_docs(ServerConfig)
+    missing = [f for f in ServerConfig.__dataclass_fields__ if not docs.get(f)]
+    assert missing == []
+
+
+def test_flags_parse_into_typed_config():
+    c = parse_dataclass(ServerConfig, ["--model", "m", "--port", "9", "--api-key", "a", "b",
+                                       "--no-enable-soft-prompts", "--dtype", "float32",
+                                       "--max-model-len", "64"])
+    assert (c.model, c.port, c.api_key, c.enable_soft_prompts, c.dtype, c.max_model_len) == \
+        ("m", 9, ["a", "b"], False, "float32", 64)
+    assert c.max_cpu_loras is None and c.trust_remote_code is False
+
+
+def test_help_shows_field_docs(capsys):
+    with pytest.raises(SystemExit):
+        parse_dataclass(ServerConfig, ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Run Python code shipped inside the model directory" in out
+
+
+def test_bad_flag_values_are_refused():
+    with pytest.raises(SystemExit):
+        parse_dataclass(ServerConfig, ["--model", "m", "--dtype", "int3"])
+    with pytest.raises(SystemExit):
+        parse_dataclass(ServerConfig, [])  # --model is required
