@@ -144,3 +144,25 @@ def test_bad_soft_prompts_refused_while_others_work(client, http, broken_soft_pr
     r = client.completions.create(model="lora-a", prompt="still fine", max_tokens=3,
                                   extra_body={"soft_prompt": "prompt-a"})
     assert r.usage.completion_tokens == 3
+
+
+def test_p_tuning_adapter_matches_peft(client, server, tiny, tmp_path):
+    """P-tuning saves its prompt encoder's output as `prompt_embeddings`: served the same way."""
+    import torch
+    from peft import PromptEncoderConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny["base"]), PromptEncoderConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=6, encoder_hidden_size=64))
+    with torch.no_grad():  # make the encoder's output large enough to steer the model
+        for p in model.prompt_encoder.parameters():
+            p.mul_(8.0)
+    model.save_pretrained(tmp_path / "ptune", safe_serialization=True)
+    publish(tmp_path / "ptune", server.adapters, "ptune")
+
+    ids = oracle.tokenizer(tiny["base"]).encode("p-tuning through the server")
+    got, usage = served(client, "ptune", ids)
+    assert got == oracle.greedy(tiny["base"], ids, MAX_NEW, tmp_path / "ptune")
+    assert got != served(client, "base", ids)[0]
+    assert usage.prompt_tokens == len(ids) + 6
