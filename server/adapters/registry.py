@@ -96,6 +96,7 @@ class AdapterRegistry:
         self._ids = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
         self._registered: dict[str, str] = {}  # name -> path relative to root (POST /v1/adapters)
+        self._unloading: set[asyncio.Task] = set()  # asyncio keeps only weak references
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -127,19 +128,19 @@ class AdapterRegistry:
         Raises 404 when there is no such adapter and 400 when it exists but cannot be served.
         """
         if not paths.is_valid_name(name):
-            raise APIError(404, f"The model `{name}` does not exist.", param="model",
-                           code="model_not_found")
-        slot = self._slots.setdefault(name, _Slot())
+            raise _not_found(name)
         try:
             directory = self._source(name)
         except paths.UnsafePath as exc:
             raise APIError(400, f"adapter `{name}`: {exc}", param="model") from exc
         fingerprint = self._fingerprint(directory)
-
-        if fingerprint is None or (slot.hidden_at is not None and slot.hidden_at == fingerprint):
-            self._retire(slot)
-            raise APIError(404, f"The model `{name}` does not exist.", param="model",
-                           code="model_not_found")
+        slot = self._slots.get(name)
+        if fingerprint is None or (slot is not None and slot.hidden_at == fingerprint):
+            if slot is not None:
+                self._retire(slot)
+            raise _not_found(name)
+        # Only names with files on disk get a slot: requests for made-up names cost no memory.
+        slot = self._slots.setdefault(name, _Slot())
         slot.hidden_at = None
         if slot.current is None or slot.current.fingerprint != fingerprint:
             async with slot.lock:
@@ -273,8 +274,13 @@ class AdapterRegistry:
         if adapter.in_engine:
             adapter.in_engine = False
             task = asyncio.ensure_future(self.engine.remove_lora(adapter.lora_request.lora_int_id))
-            task.add_done_callback(lambda t: t.exception() and log.warning(
-                "unloading %s failed: %s", adapter.name, t.exception()))
+            self._unloading.add(task)
+            task.add_done_callback(self._unloaded)
+
+    def _unloaded(self, task: asyncio.Task) -> None:
+        self._unloading.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("unloading an old adapter version failed: %s", task.exception())
 
     def _count_current(self) -> int:
         return sum(1 for s in self._slots.values() if s.current is not None)
@@ -330,15 +336,27 @@ class AdapterRegistry:
             raise
 
     async def unregister(self, name: str) -> None:
-        adapter = await self.get(name, for_request=False)  # 404 when unknown
-        slot = self._slots[name]
+        """Stop serving `name`. A registered name is forgotten; a discovered directory stays
+        hidden until its files change (a newly published version is served again)."""
+        if not paths.is_valid_name(name):
+            raise _not_found(name)
+        fingerprint = self._fingerprint(self._source(name))
+        slot = self._slots.get(name)
+        if fingerprint is None or (slot is not None and slot.hidden_at == fingerprint):
+            raise _not_found(name)
+        slot = self._slots.setdefault(name, _Slot())
         if self._registered.pop(name, None) is None:
-            # A discovered directory stays hidden until its files change (a new version).
-            slot.hidden_at = adapter.fingerprint
+            slot.hidden_at = fingerprint
+        slot.failure = None
         self._retire(slot)
 
     def close(self) -> None:
         shutil.rmtree(self._snapshots, ignore_errors=True)
+
+
+def _not_found(name: str) -> APIError:
+    return APIError(404, f"The model `{name}` does not exist.", param="model",
+                    code="model_not_found")
 
 
 def _read_json(path: Path, label: str, invalid) -> dict:

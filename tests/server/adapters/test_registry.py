@@ -90,3 +90,17 @@ async def test_listing_and_deletion(registry, tiny):
     with pytest.raises(APIError) as err:
         await reg.get("a")
     assert err.value.status == 404
+
+
+async def test_broken_adapter_can_be_deleted_and_unknown_names_cost_nothing(registry, tiny):
+    reg, _, root = registry
+    publish(tiny["lora-a"], root, "x")
+    (root / "x" / "adapter_model.safetensors").write_bytes(b"broken")
+    with pytest.raises(APIError):
+        await reg.get("x")
+    await reg.unregister("x")
+    assert dict(await reg.list()) == {}
+    for i in range(100):
+        with pytest.raises(APIError):
+            await reg.get(f"made-up-{i}")
+    assert not any(name.startswith("made-up") for name in reg._slots)
