@@ -43,3 +43,22 @@ def test_chat_with_lora_matches_peft(client, tiny):
     expected = oracle.greedy(tiny["base"], list(prompt_ids), MAX_NEW, tiny["lora-b"])
     assert r.choices[0].model_extra["token_ids"] == expected
     assert r.choices[0].message.content == tok.decode(expected, skip_special_tokens=True)
+
+
+def test_lora_on_lm_head_matches_peft(client, server, tiny, tmp_path):
+    """vLLM applies LoRA on the output layer through its own logits wrapper: still PEFT's result."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.e2e.helpers import publish
+    from training.tiny import build_lora_adapter
+
+    src = build_lora_adapter(tiny["base"], tmp_path / "head", rank=8, seed=5,
+                             target_modules=("q_proj", "lm_head"))
+    weights = src / "adapter_model.safetensors"
+    # PEFT also saves the full lm_head when it is targeted; only the A/B matrices are the adapter.
+    save_file({k: v for k, v in load_file(weights).items() if "base_layer" not in k}, weights)
+    publish(src, server.adapters, "head-lora")
+    ids = oracle.tokenizer(tiny["base"]).encode("the output layer")
+    got = served_ids(client, "head-lora", ids)
+    assert got == oracle.greedy(tiny["base"], ids, MAX_NEW, src)
+    assert got != served_ids(client, "base", ids)
