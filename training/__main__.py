@@ -7,6 +7,9 @@
     python -m training selective     --config training/recipes/selective-last-layers.yaml
     python -m training eval          --base B --adapter A --data held_out.jsonl [--forgetting other.jsonl]
     python -m training publish       --run runs/NAME [--name NAME] [--adapters-dir adapters]
+    python -m training reward        --config training/recipes/rlhf/reward-demo.yaml   (RLHF: training/rlhf/)
+    python -m training ppo|dpo|grpo  --config training/recipes/rlhf/ppo-demo.yaml [--publish]
+    python -m training rlhf-demo     [--out .demo/rlhf]   # preference data -> reward -> PPO/DPO/GRPO -> table
     python -m training <command> --help     # every option, with its documentation
 
 Recipes are YAML (training/recipes/); flags override them.
@@ -48,6 +51,14 @@ def _single(command: str, cls_path: str, fn_path: str) -> Callable[[Sequence[str
     return run
 
 
+def _rlhf(name: str) -> Callable[[Sequence[str]], object]:
+    def run(argv: Sequence[str]) -> object:
+        from training.rlhf.commands import run_command_line
+
+        return run_command_line(name, argv)
+    return run
+
+
 # One table: command -> what it runs.
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "lora": ("LoRA adapter", _train("lora")),
@@ -58,6 +69,12 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "eval": ("base vs tuned on held-out data", _single("eval", "training.evaluate", ("EvalConfig", "run_eval"))),
     "publish": ("publish a run's adapter into adapters/", _single("publish", "training.publish",
                                                                  ("PublishConfig", "run_publish"))),
+    "reward": ("RLHF reward model from preference pairs", _rlhf("reward")),
+    "ppo": ("RLHF PPO policy (LoRA) against a reward model", _rlhf("ppo")),
+    "dpo": ("RLHF DPO policy (LoRA) from preference pairs", _rlhf("dpo")),
+    "grpo": ("RLHF GRPO policy (LoRA) against a reward model", _rlhf("grpo")),
+    "rlhf-demo": ("RLHF demo: preferences -> reward -> PPO/DPO/GRPO -> table",
+                  _single("rlhf-demo", "training.rlhf.demo", ("DemoConfig", "run_demo"))),
 }
 
 

@@ -48,6 +48,11 @@ class TrainConfig:
     """Validation loss every N steps (0: only at the end)."""
     save_steps: int = 200
     """Checkpoint every N steps (the last 2 are kept) so `--resume` can continue."""
+    max_minutes: float = 0.0
+    """Stop training after this many minutes even before max_steps (0: no limit); the steps reached
+    are recorded. Keeps a build's time bounded on a busy machine, at the cost of reproducibility."""
+    threads: int = 0
+    """CPU threads for torch (0: auto, the cores not already busy, at least 1)."""
     resume: bool = False
     """Continue from the newest checkpoint in output_dir instead of starting over."""
     progress: bool = True

@@ -1,50 +1,123 @@
-"""Build the demo base model and its adapters once (cached), for `make serve`.
+"""Build the demo once (cached): a base model pretrained here, and three adapters trained from it.
 
     python -m training.demo build --out .demo --adapters adapters
 
-The base model goes to OUT/base; the demo adapters are published into the adapters directory.
-A stamp file records what was built, so a second run is instant.
+Steps (each a recipe in training/recipes/demo-*.yaml, run through the normal training pipeline):
+  1. synthetic chat data (training/demo/tasks.py) -> OUT/data
+  2. random-init 2.9M Llama (training.tiny) -> full training on four tasks -> OUT/base
+  3. LoRA for a new task (first letters)          -> ADAPTERS/demo-firstletters-lora
+  4. soft prompt for a behaviour ("Sure! ...")     -> ADAPTERS/demo-polite-softprompt
+  5. QLoRA (4-bit NF4 base) for a new task         -> ADAPTERS/demo-qlora
+  6. base vs adapter on held-out sets (+ forgetting on the base tasks) -> manifests, OUT/report.md
+
+Each training step has a time budget (`max_minutes`), so the build takes ~10 minutes on 2 cores
+even when they are shared; the steps reached are in the report. A stamp file (OUT/demo.json)
+with DEMO_VERSION makes the next run instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
+import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from training.tiny import build_base_model, build_lora_adapter, build_prompt_tuning_adapter
+from training.config import load_recipe, read_yaml
+from training.data.dataset import read_valid
+from training.demo.tasks import write_demo_data
+from training.evaluate import compare, table
+from training.methods import METHODS
+from training.methods.common import train
+from training.publish import publish_run
+from training.templates import resolve_template
+from training.tiny import SPECS, build_base_model
 
 # Bump when the demo's recipe changes, so cached builds are redone.
-DEMO_VERSION = "1-random-init"
+DEMO_VERSION = "2-pretrained"
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+# A pretrainable 2.9M-param Llama: small init (not the random-demo 0.1) and normal output rows.
+SPEC = replace(SPECS["demo"], num_hidden_layers=4, intermediate_size=512, init_std=0.02, printable_output=False)
 
+# name -> (command, recipe, minutes, forgetting check on the base tasks)
 ADAPTERS = {
-    "demo-lora-a": lambda base, out: build_lora_adapter(base, out, rank=8, seed=1),
-    "demo-lora-b": lambda base, out: build_lora_adapter(base, out, rank=16, seed=2),
-    "demo-soft-prompt": lambda base, out: build_prompt_tuning_adapter(
-        base, out, num_virtual_tokens=8, seed=3),
+    "demo-firstletters-lora": ("lora", "demo-firstletters-lora.yaml", 1.5, True),
+    "demo-polite-softprompt": ("prompt_tuning", "demo-polite-softprompt.yaml", 1.0, False),
+    "demo-qlora": ("qlora", "demo-qlora.yaml", 1.5, True),
 }
+PRETRAIN_MINUTES = 4.0
+
+log = logging.getLogger("training")
+
+
+def recipe_for(command: str, file: str, out: Path, adapters: Path, minutes: float):
+    """A shipped demo recipe with its `.demo/` paths moved under `out` and a time budget."""
+    raw = json.loads(json.dumps(read_yaml(RECIPES / file)).replace('".demo/', f'"{out.as_posix()}/'))
+    raw["train"]["max_minutes"] = minutes
+    raw.setdefault("output", {})["adapters_dir"] = str(adapters)
+    return load_recipe(command, METHODS[command].sections, raw, source=str(RECIPES / file))
+
+
+def evaluate_run(run: dict, base: Path, test_file: str, forgetting_file: str | None) -> dict:
+    template = resolve_template("chat")
+    examples = read_valid(test_file, "messages", "error", Counter(), 200)
+    other = read_valid(forgetting_file, "messages", "error", Counter(), 100) if forgetting_file else None
+    return compare(base, run["artifact"], examples, template, "exact_match", 16, other)
+
+
+def up_to_date(out: Path, adapters: Path) -> bool:
+    stamp = out / "demo.json"
+    return (stamp.exists() and json.loads(stamp.read_text()).get("version") == DEMO_VERSION
+            and (out / "base" / "config.json").exists()
+            and all((adapters / name / "manifest.json").exists() for name in ADAPTERS))
 
 
 def build(out: Path, adapters: Path) -> None:
-    stamp = out / "demo.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("version") == DEMO_VERSION and all(
-        (adapters / name / "adapter_config.json").exists() for name in ADAPTERS
-    ):
-        print(f"demo is up to date in {out} and {adapters}")
+    if up_to_date(out, adapters):
+        print(f"demo is up to date in {out} and {adapters} (see {out / 'report.md'})")
         return
+    started = time.monotonic()
     shutil.rmtree(out, ignore_errors=True)
-    base = build_base_model(out / "base", spec="demo", dtype="bfloat16")
-    adapters.mkdir(parents=True, exist_ok=True)
-    for name, make in ADAPTERS.items():
-        # Build beside the target, then rename: a running server never sees half an adapter.
-        tmp = adapters / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        make(base, tmp)
-        shutil.rmtree(adapters / name, ignore_errors=True)
-        tmp.rename(adapters / name)
-    stamp.write_text(json.dumps({"version": DEMO_VERSION, "adapters": sorted(ADAPTERS)}))
-    print(f"demo built: base model in {out / 'base'}, adapters {sorted(ADAPTERS)} in {adapters}")
+    data = write_demo_data(out / "data")
+    build_base_model(out / "init", spec=SPEC, dtype="float32")
+
+    print(f"[demo] pretraining the base model ({PRETRAIN_MINUTES} min budget)")
+    pre = train(recipe_for("full", "demo-pretrain.yaml", out, adapters, PRETRAIN_MINUTES), METHODS["full"])
+    shutil.copytree(pre["artifact"], out / "base")
+    base = out / "base"
+
+    report = {"version": DEMO_VERSION, "base": {"steps": pre["training"]["steps"],
+                                                "seconds": pre["training"]["seconds"]}, "adapters": {}}
+    for name, (command, file, minutes, forgetting) in ADAPTERS.items():
+        print(f"[demo] training {name} ({command}, {minutes} min budget)")
+        recipe = recipe_for(command, file, out, adapters, minutes)
+        run = train(recipe, METHODS[command])
+        run["evaluation"] = evaluate_run(run, base, recipe.data.test, str(data["base-test"]) if forgetting else None)
+        run_dir = Path(recipe.train.output_dir)
+        (run_dir / "run.json").write_text(json.dumps(run, indent=2, default=str))
+        publish_run(run_dir, name, adapters)
+        report["adapters"][name] = {"method": command, "steps": run["training"]["steps"],
+                                    "seconds": run["training"]["seconds"], "evaluation": run["evaluation"]}
+    report["build_seconds"] = round(time.monotonic() - started, 1)
+    write_report(out, report)
+    (out / "demo.json").write_text(json.dumps(report, indent=2))
+    print((out / "report.md").read_text())
+
+
+def write_report(out: Path, report: dict) -> None:
+    lines = [f"# Demo build {report['version']}", "",
+             f"Built in {report['build_seconds']} s. Base: {report['base']['steps']} steps "
+             f"in {report['base']['seconds']} s.", ""]
+    for name, r in report["adapters"].items():
+        lines += [f"## {name} ({r['method']}, {r['steps']} steps in {r['seconds']} s)", "",
+                  table(r["evaluation"]), ""]
+        for sample in r["evaluation"]["task"]["tuned"]["samples"][:2]:
+            lines.append(f"- {sample['prompt']!r} -> {sample['got']!r} (expected {sample['expected']!r})")
+        lines.append("")
+    (out / "report.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -54,6 +127,10 @@ def main() -> None:
     b.add_argument("--out", type=Path, default=Path(".demo"), help="where the base model goes")
     b.add_argument("--adapters", type=Path, default=Path("adapters"), help="adapters directory")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars; the training bars stay
     build(args.out, args.adapters)
 
 

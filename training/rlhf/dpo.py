@@ -1,0 +1,82 @@
+"""DPO: the policy learns the preferences directly, with no reward model and no sampling (TRL's DPOTrainer).
+
+    python -m training dpo --config training/recipes/rlhf/dpo-demo.yaml [--publish]
+
+Loss per pair: -log σ(β · [(log π(y_w|x) - log π_ref(y_w|x)) - (log π(y_l|x) - log π_ref(y_l|x))]),
+the closed form of "maximise reward - β·KL(π || π_ref)" (Rafailov et al. 2023). π is the base +
+LoRA, π_ref the same model with the adapter disabled. The same preference files as `reward`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from datasets import Dataset
+
+from training.config import Recipe
+from training.rlhf.common import (
+    RewardModelConfig,
+    load_policy_base,
+    policy_lora,
+    policy_method,
+    publish_if_asked,
+    save_policy,
+    sections,
+    start,
+    trainer_args,
+    write_run,
+)
+from training.rlhf.preferences import PreferenceSplits, load_preferences
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class DPOOptions:
+    """DPO objective."""
+
+    beta: float = 0.1
+    """β: strength of the implicit KL constraint to the reference (higher stays closer)."""
+    dpo_loss: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    """Loss form: sigmoid (DPO), ipo, hinge (SLiC), robust (noisy labels)."""
+    label_smoothing: float = 0.0
+    """Assumed fraction of flipped labels (conservative DPO / robust); 0 trusts every label."""
+
+
+SECTIONS = sections(dpo=DPOOptions, reward=RewardModelConfig)
+METHOD = policy_method("dpo", "DPO policy (LoRA) from preference pairs")
+
+
+def train_dpo(recipe: Recipe) -> dict:
+    from trl import DPOConfig, DPOTrainer
+
+    facts, out, tokenizer = start(recipe, METHOD)
+    data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
+    args = trainer_args(DPOConfig, recipe, out, eval_strategy="no", beta=recipe.dpo.beta,
+                        loss_type=[recipe.dpo.dpo_loss], label_smoothing=recipe.dpo.label_smoothing, max_length=None)
+    # No ref_model: with a PEFT model TRL computes the reference with the adapter disabled.
+    trainer = DPOTrainer(model=load_policy_base(recipe.model.base), args=args,
+                         train_dataset=Dataset.from_list(data.train), processing_class=tokenizer,
+                         peft_config=policy_lora(recipe))
+    started = time.monotonic()
+    result = trainer.train()
+    adapter = save_policy(trainer.model, METHOD, out, tokenizer, facts, recipe)
+    metrics = {k: v for k, v in (trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}).items()
+               if k.startswith("rewards/") or k.startswith("logps/")}
+    training = {"steps": result.global_step, "train_loss": result.training_loss,
+                "seconds": round(time.monotonic() - started, 1), "last_logged": metrics}
+    del trainer
+    evaluation = None
+    if recipe.output.evaluate and data.test and recipe.reward.reward_model:
+        from training.rlhf.evaluate import evaluate_policies
+        from training.rlhf.reward import RewardScorer
+
+        scorer = RewardScorer(recipe.reward.reward_model, recipe.reward.reward_batch_size)
+        evaluation = evaluate_policies(recipe.model.base, {"dpo": adapter}, PreferenceSplits.prompts(data.test)
+                                       [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)
+    summary = write_run(out, recipe, "dpo", facts, data.template, data.report, training, evaluation)
+    summary["artifact"] = str(adapter)
+    return publish_if_asked(summary, out, recipe)

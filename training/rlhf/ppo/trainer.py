@@ -1,0 +1,235 @@
+"""PPO with a KL penalty against the reference policy (InstructGPT's RL step), on a LoRA policy.
+
+    python -m training ppo --config training/recipes/rlhf/ppo-demo.yaml [--publish]
+
+One iteration (train.max_steps of them):
+  1. rollout   sample `rollout_batch` prompts; the policy (base + LoRA) samples a response each
+  2. score     the reward model scores (prompt, response); optional missing-eos penalty
+  3. evaluate  old log-probs and values (LoRA on), reference log-probs (same model, LoRA disabled:
+               the reference costs no memory), per-token KL, shaped rewards, GAE, whitened advantages
+  4. optimise  `ppo_epochs` passes over the rollouts in shuffled minibatches of train.batch_size:
+               clipped policy loss + value_coef * clipped value loss, gradient clipping
+  5. adapt β   with the measured KL (adaptive controller) if kl_target is set
+The critic is a linear head on the policy's last hidden state (the LoRA'd trunk is shared);
+it is saved as RUN/value_head.safetensors. RUN/adapter is a plain PEFT LoRA: the server serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from peft import get_peft_model
+from safetensors.torch import save_file
+
+from training.config import Recipe
+from training.rlhf.common import (
+    RewardModelConfig,
+    RolloutConfig,
+    load_policy_base,
+    policy_lora,
+    policy_method,
+    publish_if_asked,
+    save_policy,
+    sections,
+    start,
+    write_run,
+)
+from training.rlhf.ppo import maths
+from training.rlhf.preferences import PreferenceSplits, load_preferences
+from training.rlhf.rollout import Batch, forward, generate, pack
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class PPOOptions:
+    """PPO: rollouts, the KL penalty, GAE and the clipped losses."""
+
+    rollout_batch: int = 32
+    """Prompts (so responses) per iteration; each iteration then makes ppo_epochs * rollout_batch / batch_size updates."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch (minibatches of train.batch_size)."""
+    clip_range: float = 0.2
+    """ε of the clipped policy ratio π/π_old ∈ [1-ε, 1+ε]."""
+    value_clip_range: float = 0.2
+    """ε of the clipped value update |V - V_old| <= ε."""
+    value_coef: float = 0.1
+    """Weight of the value loss in the total loss."""
+    gamma: float = 1.0
+    """Discount over response tokens (1: the episode is one response)."""
+    lam: float = 0.95
+    """GAE λ: 0 is one-step TD (low variance, biased), 1 is Monte Carlo returns."""
+    kl_coef: float = 0.05
+    """β of the per-token penalty -β·KL(π || π_ref) added to the reward (initial value if adaptive)."""
+    kl_target: float | None = None
+    """If set, adapt β so the KL per response tends to this (Ziegler et al.); None keeps β fixed."""
+    kl_horizon: float = 10000.0
+    """Adaptive KL horizon, in rollouts: how fast β moves."""
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """Per-token KL estimator in the penalty: k1 = log π/π_ref, k3 = (r-1) - log r (non-negative)."""
+    whiten_advantages: bool = True
+    """Normalise advantages to mean 0, std 1 over each rollout batch."""
+
+    def validate(self) -> None:
+        if self.rollout_batch < 1 or self.ppo_epochs < 1:
+            raise ValueError("ppo.rollout_batch and ppo.ppo_epochs must be >= 1")
+        if not 0 < self.clip_range < 1:
+            raise ValueError("ppo.clip_range must be in (0, 1)")
+
+
+SECTIONS = sections(reward=RewardModelConfig, rollout=RolloutConfig, ppo=PPOOptions)
+METHOD = policy_method("ppo", "PPO policy (LoRA) against a reward model, KL-penalised")
+
+
+@dataclass
+class Rollouts:
+    """One iteration's experience, all [B, T] except `score` [B]."""
+
+    batch: Batch
+    logp: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    score: torch.Tensor
+    kl: torch.Tensor
+
+
+class PPOTrainer:
+    """Owns the policy (PeftModel), the value head, the reward scorer and the optimiser."""
+
+    def __init__(self, policy, tokenizer, scorer, prompts: list[str], opts: PPOOptions, rollout: RolloutConfig,
+                 learning_rate: float, batch_size: int, max_grad_norm: float = 1.0, seed: int = 0) -> None:
+        self.policy, self.tokenizer, self.scorer = policy, tokenizer, scorer
+        self.prompts = prompts
+        self.prompt_ids = {p: tokenizer(p).input_ids for p in prompts}
+        self.opts, self.rollout_cfg = opts, rollout
+        self.batch_size, self.max_grad_norm = batch_size, max_grad_norm
+        hidden = policy.get_base_model().config.get_text_config().hidden_size
+        torch.manual_seed(seed)
+        self.value_head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+        params = [p for p in policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+        self.kl_ctl = (maths.AdaptiveKLController(opts.kl_coef, opts.kl_target, opts.kl_horizon)
+                       if opts.kl_target else maths.FixedKLController(opts.kl_coef))
+        self.rng = random.Random(seed)
+        # Dropout off everywhere: old and new log-probs must come from the same function.
+        self.policy.eval()
+
+    @torch.no_grad()
+    def collect(self) -> Rollouts:
+        tok, cfg = self.tokenizer, self.rollout_cfg
+        prompts = [self.rng.choice(self.prompts) for _ in range(self.opts.rollout_batch)]
+        ids = [self.prompt_ids[p] for p in prompts]
+        responses = generate(self.policy, ids, tok.pad_token_id, tok.eos_token_id, cfg.response_length,
+                             sample=True, temperature=cfg.temperature)
+        batch = pack(ids, responses, tok.pad_token_id)
+        texts = tok.batch_decode([r for r in responses], skip_special_tokens=True)
+        score = self.scorer.score(prompts, texts)
+        if cfg.missing_eos_penalty is not None:
+            ended = torch.tensor([bool(r) and r[-1] == tok.eos_token_id for r in responses])
+            score = score - cfg.missing_eos_penalty * (~ended).float()
+        logp, values, _ = forward(self.policy, batch, self.value_head, cfg.temperature)
+        with self.policy.disable_adapter():
+            ref_logp, _, _ = forward(self.policy, batch, None, cfg.temperature)
+        mask = batch.response_mask
+        kl = maths.kl_per_token(logp, ref_logp, self.opts.kl_estimator) * mask
+        rewards = maths.shaped_rewards(score, kl, self.kl_ctl.value, mask)
+        advantages, returns = maths.gae(rewards, values, mask, self.opts.gamma, self.opts.lam)
+        if self.opts.whiten_advantages:
+            advantages = maths.whiten(advantages, mask)
+        return Rollouts(batch, logp, values * mask, advantages, returns, score, kl)
+
+    def optimise(self, ro: Rollouts) -> dict[str, float]:
+        opts, n = self.opts, len(ro.score)
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [], "vf_clipfrac": [],
+                                         "approx_kl": [], "entropy": []}
+        for _ in range(opts.ppo_epochs):
+            order = torch.randperm(n)
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                b = ro.batch
+                mb = Batch(b.ids[idx], b.attention[idx], b.prompt_len, b.response[idx], b.response_mask[idx])
+                logp, values, logits = forward(self.policy, mb, self.value_head, self.rollout_cfg.temperature)
+                mask = mb.response_mask
+                pg_loss, clipfrac = maths.policy_loss(logp, ro.logp[idx], ro.advantages[idx], mask, opts.clip_range)
+                vf_loss, vf_clipfrac = maths.value_loss(values, ro.values[idx], ro.returns[idx], mask,
+                                                        opts.value_clip_range)
+                loss = pg_loss + opts.value_coef * vf_loss
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                               self.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    stats["policy_loss"].append(pg_loss.item())
+                    stats["value_loss"].append(vf_loss.item())
+                    stats["clipfrac"].append(clipfrac.item())
+                    stats["vf_clipfrac"].append(vf_clipfrac.item())
+                    # k3 between the rollout policy and the current one: how far an iteration moved.
+                    stats["approx_kl"].append(maths.masked_mean(
+                        maths.kl_per_token(ro.logp[idx], logp, "k3"), mask).item())
+                    stats["entropy"].append(maths.masked_mean(maths.entropy_from_logits(logits), mask).item())
+        return {k: sum(v) / len(v) for k, v in stats.items()}
+
+    def step(self) -> dict[str, float]:
+        ro = self.collect()
+        kl_per_response = ro.kl.sum(-1).mean().item()
+        beta = self.kl_ctl.value
+        stats = self.optimise(ro)
+        self.kl_ctl.update(kl_per_response, len(ro.score))
+        stats.update(score=ro.score.mean().item(), kl=kl_per_response, kl_coef=beta,
+                     response_tokens=ro.batch.response_mask.sum(-1).mean().item(),
+                     non_score_reward=-beta * kl_per_response)
+        for k, v in stats.items():
+            if not (v == v and abs(v) != float("inf")):
+                raise FloatingPointError(f"PPO: {k} is {v}; lower the learning rate or kl_coef")
+        return stats
+
+
+def train_ppo(recipe: Recipe) -> dict:
+    from training.rlhf.evaluate import evaluate_policies
+    from training.rlhf.reward import RewardScorer
+
+    facts, out, tokenizer = start(recipe, METHOD)
+    if not recipe.reward.reward_model:
+        raise ValueError("ppo needs a reward model: set reward.reward_model (or --reward-model RUN/reward)")
+    data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
+    scorer = RewardScorer(recipe.reward.reward_model, recipe.reward.reward_batch_size)
+    policy = get_peft_model(load_policy_base(recipe.model.base), policy_lora(recipe))
+    t = recipe.train
+    trainer = PPOTrainer(policy, tokenizer, scorer, PreferenceSplits.prompts(data.train), recipe.ppo, recipe.rollout,
+                         t.learning_rate, t.batch_size, t.max_grad_norm, t.seed)
+    iterations = t.max_steps if t.max_steps > 0 else 100
+    history, started = [], time.monotonic()
+    for it in range(1, iterations + 1):
+        stats = trainer.step()
+        history.append({"iteration": it, **{k: round(v, 5) for k, v in stats.items()}})
+        if it == 1 or it % max(1, t.logging_steps) == 0 or it == iterations:
+            log.warning("ppo %d/%d: score %.3f  kl %.3f  β %.4f  policy %.4f  value %.4f  clip %.2f  entropy %.2f",
+                        it, iterations, stats["score"], stats["kl"], stats["kl_coef"], stats["policy_loss"],
+                        stats["value_loss"], stats["clipfrac"], stats["entropy"])
+    seconds = round(time.monotonic() - started, 1)
+    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    save_file({k: v.detach().contiguous() for k, v in trainer.value_head.state_dict().items()},
+              str(out / "value_head.safetensors"))
+    adapter = save_policy(policy, METHOD, out, tokenizer, facts, recipe)
+    last = history[-1]
+    training = {"iterations": iterations, "seconds": seconds, "final_score": last["score"], "final_kl": last["kl"],
+                "final_kl_coef": trainer.kl_ctl.value, "first_score": history[0]["score"],
+                "reward_model": recipe.reward.reward_model}
+    del trainer, policy
+    evaluation = None
+    if recipe.output.evaluate and data.test:
+        evaluation = evaluate_policies(recipe.model.base, {"ppo": adapter}, PreferenceSplits.prompts(data.test)
+                                       [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)
+    summary = write_run(out, recipe, "ppo", facts, data.template, data.report, training, evaluation)
+    summary["artifact"] = str(adapter)
+    return publish_if_asked(summary, out, recipe)

@@ -1,0 +1,197 @@
+"""Human preference data: JSONL rows -> (prompt, chosen, rejected) pairs, rendered as the server sees them.
+
+Row forms (one JSON object per line):
+    {"prompt": "...", "chosen": "...", "rejected": "..."}             a labelled pair
+    {"prompt": "...", "responses": ["best", "next", ..., "worst"]}    a ranking: every (better, worse)
+                                                                      pair, K·(K-1)/2 of them (InstructGPT)
+`prompt` may be chat-form: a list of {"role", "content"} turns ending with a user turn; a
+response may be a string or [{"role": "assistant", "content": "..."}]. Bad rows raise BadRow
+naming file:line (or are skipped and counted with bad_rows: skip).
+
+Rendering: the prompt becomes the exact text a served completion would continue. Plain prompts
+go through the recipe's template (alpaca, raw, custom, or chat = the tokenizer's chat template
+with one user turn); chat-form prompts always use the chat template. The chat template writes the
+bos token itself; it is removed from the text because the tokenizer adds it back when encoding,
+which is how every trainer here (and vLLM's /v1/completions) tokenizes a prompt string.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from training.data.records import BadRow, read_lines
+from training.templates import PromptTemplate, resolve_template
+
+
+@dataclass
+class PreferenceDataConfig:
+    """Preference data: files, prompt template and the held-out split."""
+
+    train: str = ""
+    """Preference JSONL: rows {prompt, chosen, rejected} or {prompt, responses: [best, ..., worst]}."""
+    test: str | None = None
+    """Held-out preference file; if unset, `test_fraction` of the prompts (all their pairs) are held out."""
+    test_fraction: float = 0.1
+    """Fraction of prompts held out when no test file is given."""
+    template: str = "chat"
+    """Prompt template for plain-text prompts: chat (tokenizer's chat template), alpaca, raw, or a string with {prompt}."""
+    template_name: str | None = None
+    """Name recorded in the manifest for a custom template."""
+    bad_rows: Literal["error", "skip"] = "error"
+    """Malformed rows: stop with file:line, or skip and count them."""
+    max_pairs: int | None = None
+    """Use at most this many training pairs (quick experiments)."""
+
+    def validate(self) -> None:
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError("data.test_fraction must be in [0, 1)")
+        resolve_template(self.template, self.template_name)
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    where: str
+    """`file:line` of the row the pair came from."""
+    prompt: str | tuple[dict, ...]
+    """Plain text, or chat turns."""
+    chosen: str
+    rejected: str
+
+
+def _response(value: Any, field: str) -> str:
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        if value[0].get("role") != "assistant":
+            raise ValueError(f"`{field}` as a message must have role assistant")
+        value = value[0].get("content")
+    if not isinstance(value, str):
+        raise ValueError(f"`{field}` must be a string or one assistant message, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"`{field}` is empty")
+    return value
+
+
+def _prompt(value: Any) -> str | tuple[dict, ...]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("`prompt` is empty")
+        return value
+    if isinstance(value, list) and value:
+        for turn in value:
+            if not (isinstance(turn, dict) and turn.get("role") in ("system", "user", "assistant")
+                    and isinstance(turn.get("content"), str)):
+                raise ValueError("chat `prompt` turns must be {role: system|user|assistant, content: string}")
+        if value[-1]["role"] != "user":
+            raise ValueError("a chat `prompt` must end with a user turn")
+        return tuple(value)
+    raise ValueError("`prompt` must be a non-empty string or a list of chat turns")
+
+
+def pairs_from_row(row: Any, where: str) -> list[PreferencePair]:
+    """The preference pairs in one parsed row; BadRow if it is malformed."""
+    try:
+        if not isinstance(row, dict):
+            raise ValueError("a row must be a JSON object")
+        if "prompt" not in row:
+            raise ValueError("missing `prompt`")
+        prompt = _prompt(row["prompt"])
+        if "responses" in row:
+            ranked = row["responses"]
+            if not isinstance(ranked, list) or len(ranked) < 2:
+                raise ValueError("`responses` must be a list of at least 2 responses, best first")
+            texts = [_response(r, f"responses[{i}]") for i, r in enumerate(ranked)]
+            if len(set(texts)) != len(texts):
+                raise ValueError("`responses` has duplicates: a response cannot be ranked above itself")
+            return [PreferencePair(where, prompt, texts[i], texts[j])
+                    for i in range(len(texts)) for j in range(i + 1, len(texts))]
+        missing = [k for k in ("chosen", "rejected") if k not in row]
+        if missing:
+            raise ValueError(f"missing {missing} (or give `responses`, a ranked list)")
+        chosen, rejected = _response(row["chosen"], "chosen"), _response(row["rejected"], "rejected")
+        if chosen == rejected:
+            raise ValueError("`chosen` and `rejected` are identical: no preference to learn")
+        return [PreferencePair(where, prompt, chosen, rejected)]
+    except ValueError as exc:
+        raise BadRow(where, str(exc)) from None
+
+
+def read_preferences(path: str | Path, bad_rows: str = "error") -> tuple[list[PreferencePair], int]:
+    """All pairs in a preference JSONL file, and the number of skipped rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"preference file {path} does not exist")
+    pairs, skipped = [], 0
+    for where, line in read_lines(path):
+        try:
+            if isinstance(line, BadRow):
+                raise line
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            pairs.extend(pairs_from_row(row, where))
+        except BadRow:
+            if bad_rows == "error":
+                raise
+            skipped += 1
+    if not pairs:
+        raise BadRow(str(path), "no preference pairs")
+    return pairs, skipped
+
+
+def render_prompt(prompt: str | tuple[dict, ...], template: PromptTemplate, tokenizer) -> str:
+    """The text a served completion continues (without the bos the tokenizer adds)."""
+    if isinstance(prompt, str) and not template.uses_chat_template:
+        return template.render(prompt)
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    bos = tokenizer.bos_token
+    return text[len(bos):] if bos and text.startswith(bos) else text
+
+
+@dataclass
+class PreferenceSplits:
+    train: list[dict[str, str]]
+    """Rows {prompt (rendered), chosen, rejected}: TRL's standard (non-chat) preference format."""
+    test: list[dict[str, str]]
+    template: PromptTemplate
+    report: dict[str, Any]
+
+    @staticmethod
+    def prompts(rows: list[dict[str, str]]) -> list[str]:
+        """Distinct rendered prompts, in first-seen order."""
+        return list(dict.fromkeys(r["prompt"] for r in rows))
+
+
+def load_preferences(cfg: PreferenceDataConfig, tokenizer, seed: int = 0) -> PreferenceSplits:
+    """Read, render and split (by prompt: no held-out prompt has a pair in training)."""
+    if not cfg.train:
+        raise ValueError("no preference data: set data.train (or --train)")
+    template = resolve_template(cfg.template, cfg.template_name)
+    pairs, skipped = read_preferences(cfg.train, cfg.bad_rows)
+    rows = [{"prompt": render_prompt(p.prompt, template, tokenizer), "chosen": p.chosen, "rejected": p.rejected}
+            for p in pairs]
+    if cfg.test:
+        test_pairs, test_skipped = read_preferences(cfg.test, cfg.bad_rows)
+        skipped += test_skipped
+        test = [{"prompt": render_prompt(p.prompt, template, tokenizer), "chosen": p.chosen,
+                 "rejected": p.rejected} for p in test_pairs]
+        held = {r["prompt"] for r in test}
+        train = [r for r in rows if r["prompt"] not in held]
+    else:
+        prompts = PreferenceSplits.prompts(rows)
+        random.Random(seed).shuffle(prompts)
+        held = set(prompts[: round(len(prompts) * cfg.test_fraction)])
+        train = [r for r in rows if r["prompt"] not in held]
+        test = [r for r in rows if r["prompt"] in held]
+    if cfg.max_pairs:
+        train = train[: cfg.max_pairs]
+    if not train:
+        raise ValueError(f"{cfg.train}: no training pairs left after holding out the test prompts")
+    report = {"file": cfg.train, "train_pairs": len(train), "test_pairs": len(test),
+              "train_prompts": len(PreferenceSplits.prompts(train)), "test_prompts": len(PreferenceSplits.prompts(test)),
+              "skipped_rows": skipped}
+    return PreferenceSplits(train, test, template, report)
