@@ -15,6 +15,12 @@ def tokenizer(base: Path):
     return AutoTokenizer.from_pretrained(base)
 
 
+def chat_ids(base: Path, messages: list[dict]) -> list[int]:
+    """The prompt ids of a chat request, rendered by the tokenizer's own chat template."""
+    return list(tokenizer(base).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+
+
 def _model(base: Path, *adapters: Path):
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     for i, adapter in enumerate(adapters):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 
 from tests import oracle
 
@@ -37,8 +36,7 @@ def test_chat_with_lora_matches_peft(client, tiny):
     messages = [{"role": "user", "content": "Say something about adapters."}]
     r = client.chat.completions.create(model="lora-b", messages=messages, max_tokens=MAX_NEW,
                                        temperature=0, extra_body={"return_token_ids": True})
-    prompt_ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                         return_dict=True)["input_ids"]
+    prompt_ids = oracle.chat_ids(tiny["base"], messages)
     assert r.model_extra["prompt_token_ids"] == list(prompt_ids)
     expected = oracle.greedy(tiny["base"], list(prompt_ids), MAX_NEW, tiny["lora-b"])
     assert r.choices[0].model_extra["token_ids"] == expected

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import httpx
 
 from server.adapters.manifest import base_model_identity, write_manifest
 from tests.e2e.helpers import publish

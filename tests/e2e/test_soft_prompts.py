@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-import openai
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -35,12 +33,10 @@ def test_soft_prompt_completion_matches_peft(client, tiny):
 
 
 def test_soft_prompt_chat_matches_peft(client, tiny):
-    tok = oracle.tokenizer(tiny["base"])
     messages = [{"role": "user", "content": "What does a soft prompt do?"}]
     r = client.chat.completions.create(model="prompt-a", messages=messages, max_tokens=MAX_NEW,
                                        temperature=0, extra_body={"return_token_ids": True})
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                  return_dict=True)["input_ids"]
+    ids = oracle.chat_ids(tiny["base"], messages)
     # The virtual tokens go in front of the whole templated input, as PEFT puts them.
     assert r.choices[0].model_extra["token_ids"] == oracle.greedy(
         tiny["base"], list(ids), MAX_NEW, tiny["prompt-a"])
