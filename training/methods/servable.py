@@ -49,6 +49,4 @@ def check_targets(targets: list[str], modules: dict[str, str]) -> list[str]:
             kinds = sorted({k for k in hits.values() if k not in LINEAR_TYPES})
             reasons.append(f"target module {target!r} matches {kinds}, not linear layers; the server adapts only "
                            "linear layers")
-        elif any(path.endswith("lm_head") for path in hits):
-            reasons.append("LoRA on lm_head is not servable; target the decoder's linear layers")
     return reasons
