@@ -70,4 +70,6 @@ def test_help_comes_from_field_docstrings(capsys):
 
 
 def test_every_command_is_in_the_table():
-    assert set(METHODS) | {"eval", "publish"} == set(COMMANDS)
+    from training.rlhf.commands import COMMANDS as RLHF
+
+    assert set(METHODS) | {"eval", "publish"} | set(RLHF) | {"rlhf-demo"} == set(COMMANDS)

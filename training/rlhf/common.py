@@ -109,8 +109,33 @@ def trainer_args(cls: type, recipe: Recipe, out: Path, **extra: Any):
         use_cpu=not torch.cuda.is_available(), **extra)
 
 
+def changed_base_weights(model, base: str | Path) -> list[str]:
+    """Names of base weights of the trained PeftModel that differ from the base model's files.
+
+    The reference policy is the base with the adapter disabled, so a trainer that touched the base
+    would silently move the reference too (and the adapter would not match the served base)."""
+    from safetensors.torch import load_file
+
+    on_disk: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(base).glob("*.safetensors")):
+        on_disk.update(load_file(f))
+    changed = []
+    for name, tensor in model.get_base_model().state_dict().items():
+        if "lora_" in name:
+            continue
+        key = name.replace(".base_layer", "")
+        if key in on_disk and not torch.equal(tensor.to(on_disk[key].dtype), on_disk[key]):
+            changed.append(key)
+    return changed
+
+
 def save_policy(model, method: Method, out: Path, tokenizer, facts: BaseFacts, recipe: Recipe) -> Path:
-    """Save the trained LoRA as RUN/adapter, refusing (like SFT) a config a trainer made unservable."""
+    """Save the trained LoRA as RUN/adapter, refusing (like SFT) a config a trainer made unservable,
+    and refusing a run whose base weights moved."""
+    changed = changed_base_weights(model, facts.path)
+    if changed:
+        raise RuntimeError(f"{method.name}: training changed base weights {changed[:5]}; the adapter would not fit "
+                           "the served base")
     return save_result(model, method, out, tokenizer, facts, recipe)
 
 

@@ -32,6 +32,18 @@ SECTIONS = sections()
 METHOD = policy_method("reward", "reward model")
 
 
+def load_classifier(base: str | Path):
+    """The base as a 1-label sequence classifier (new `score` head; lm_head unused)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "score MISSING / lm_head UNEXPECTED" report is expected here
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 class RewardScorer:
     """Scores (prompt, response) texts with a saved reward model; higher is preferred.
 
@@ -48,7 +60,7 @@ class RewardScorer:
         self.base = meta["base_model"]
         self.template = meta.get("prompt_template")
         self.tokenizer = AutoTokenizer.from_pretrained(self.base)
-        model = AutoModelForSequenceClassification.from_pretrained(self.base, num_labels=1, dtype=torch.float32)
+        model = load_classifier(self.base)
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = PeftModel.from_pretrained(model, path).eval()
         self.batch_size = batch_size
@@ -88,7 +100,7 @@ def train_reward(recipe: Recipe) -> dict:
     facts, out, tokenizer = start(recipe, METHOD)
     data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
     log.warning(f"reward: {data.report}")
-    model = AutoModelForSequenceClassification.from_pretrained(recipe.model.base, num_labels=1, dtype=torch.float32)
+    model = load_classifier(recipe.model.base)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = trainer_args(RewardConfig, recipe, out, eval_strategy="no", max_length=None)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(data.train),
