@@ -67,6 +67,11 @@ class ServerConfig:
     enable_soft_prompts: bool = True
     """Serve PEFT prompt-tuning adapters (needs vLLM prompt embeddings)."""
 
+    fast_lora_ops: bool = True
+    """On CPU, compute LoRA with this project's grouped ops (server/lora_ops: tokens grouped by
+    adapter, no per-token weight copies; same results as vLLM's) instead of vLLM's torch ops.
+    Off: vLLM's own. No effect on GPU, which keeps vLLM's kernels."""
+
     trust_remote_code: bool = False
     """Run Python code shipped inside the model directory. Off: only built-in architectures load."""
 

@@ -11,6 +11,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 
 from server import vllm_plugin
 from server.config import ServerConfig
+from server.lora_ops import install as lora_ops_install
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
@@ -45,4 +46,5 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
+    os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     return AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)

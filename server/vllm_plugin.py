@@ -9,6 +9,8 @@ It acts only when the parent is this server (the environment flag below is set b
    batch mixes soft-prompt embedding positions with token ids while a LoRA is active: vLLM embeds
    only the token-id positions but the wrapper indexes its LoRA mapping by all of them
    (einsum "subscript b has size N ... does not broadcast").
+2. On CPU, LoRA through the grouped ops of `server.lora_ops` (unless the server runs with
+   --no-fast-lora-ops, which `server.engine` passes on as a second environment flag).
 """
 
 from __future__ import annotations
@@ -25,3 +27,8 @@ def register() -> None:
 
     VocabParallelEmbeddingWithLoRA.can_replace_layer = classmethod(
         lambda cls, *args, **kwargs: False)
+
+    from server.lora_ops import install as lora_ops
+
+    if lora_ops.enabled():
+        lora_ops.install()  # no-op unless the platform is CPU

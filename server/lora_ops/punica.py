@@ -1,0 +1,62 @@
+"""vLLM's CPU punica wrapper with the grouped ops of `grouped.py` for linear layers.
+
+`PunicaWrapperCPU` keeps the per-step LoRA mapping; this subclass also groups the step's tokens
+by adapter slot once (`update_metadata`) and serves `add_lora_linear` / `add_shrink` /
+`add_expand` from it. Everything else (embedding, logits, full-linear heads) stays vLLM's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+from server.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
+
+
+class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
+    groups: LoRAGroups | None = None
+
+    def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs) -> None:
+        super().update_metadata(mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
+        self.groups = LoRAGroups.from_indices(self.token_lora_indices)
+
+    def _groups_for(self, num_tokens: int) -> LoRAGroups | None:
+        # Inputs whose rows are not the step's tokens (none seen in vLLM 0.32): vLLM's own path.
+        groups = self.groups
+        return groups if groups is not None and groups.num_tokens == num_tokens else None
+
+    def add_lora_linear(self, y: torch.Tensor, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...],
+                        lora_b_stacked: tuple[torch.Tensor, ...], scale: float,
+                        output_slices: tuple[int, ...], *, buffer=None, **kwargs: Any) -> None:
+        groups = self._groups_for(x.view(-1, x.shape[-1]).shape[0])
+        if groups is None or buffer is not None:
+            return super().add_lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
+                                           buffer=buffer, **kwargs)
+        lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, groups)
+
+    def add_shrink(self, y, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...], scale: float,
+                   **kwargs: Any) -> None:
+        x = x.view(-1, x.shape[-1])
+        groups = self._groups_for(x.shape[0])
+        if groups is None:
+            return super().add_shrink(y, x, lora_a_stacked, scale, **kwargs)
+        if not groups.any:
+            return
+        for out, a in zip(y, lora_a_stacked):
+            shrink(out.view(-1, out.shape[-1]), x, a, groups, scale)
+
+    def add_expand(self, y: torch.Tensor, x, lora_b_stacked: tuple[torch.Tensor, ...],
+                   output_slices: tuple[int, ...], offset_start: int = 0, add_inputs=True,
+                   **kwargs: Any) -> None:
+        y2 = y.view(-1, y.shape[-1])
+        groups = self._groups_for(y2.shape[0])
+        if groups is None:
+            return super().add_expand(y, x, lora_b_stacked, output_slices, offset_start, add_inputs, **kwargs)
+        if not groups.any and add_inputs:
+            return
+        offset = offset_start
+        for buf, b, size in zip(x, lora_b_stacked, output_slices):
+            expand(y2, buf, b, groups, offset, size, add_inputs)
+            offset += size
