@@ -1,0 +1,142 @@
+"""One command, one run, side by side: this server vs stock vLLM vs transformers+PEFT.
+
+    .venv/bin/python -m loadtests.bench --quick                      # concurrency 1 and 16, short cells
+    .venv/bin/python -m loadtests.bench                              # concurrency 1, 4, 16, 32; 5 s + 20 s cells
+    .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads base,lora-8 --concurrency 16
+
+Each contender is started in turn on the same bench model and adapters (built once under
+--assets), driven by the same closed-loop load generator (load.py), and killed afterwards (also
+on Ctrl-C or errors). Writes results.json, results.md (table + target checks) and PNG plots to
+--out, and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from loadtests.bench import report
+from loadtests.bench.assets import ensure_assets
+from loadtests.bench.contender import Contender
+from loadtests.bench.hf_peft import HFPeft
+from loadtests.bench.load import run_cell, summarize
+from loadtests.bench.ours import Ours
+from loadtests.bench.procs import free_port, install_cleanup, stop_all
+from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
+from loadtests.bench.workloads import MAX_TOKENS, workloads
+
+CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, StockVLLM, StockVLLMNoLoRA, HFPeft)}
+RESULTS = Path("loadtests/results")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="concurrency 1 and 16, 3 s warm-up + 12 s cells")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default: loadtests/results/<time>)")
+    p.add_argument("--assets", type=Path, default=RESULTS / "assets", help="bench model + adapters (built if absent)")
+    p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated, among {', '.join(CONTENDERS)}")
+    p.add_argument("--workloads", default="base,lora-1,lora-8,soft")
+    p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 5)")
+    p.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 20)")
+    args = p.parse_args(argv)
+    args.concurrency = [int(c) for c in (args.concurrency or ("1,16" if args.quick else "1,4,16,32")).split(",")]
+    args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 5.0)
+    args.duration = args.duration if args.duration is not None else (12.0 if args.quick else 20.0)
+    args.contenders = args.contenders.split(",")
+    args.workloads = args.workloads.split(",")
+    unknown = set(args.contenders) - set(CONTENDERS)
+    if unknown:
+        p.error(f"unknown contenders: {', '.join(sorted(unknown))}")
+    args.out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    return args
+
+
+def run_contender(contender: Contender, args, all_workloads, results: dict, save) -> None:
+    port = free_port()
+    server = contender.start(port, args.out / "logs" / f"{contender.name}.log")
+    try:
+        startup = server.wait_ready()
+        contender.prepare(server)
+        print(f"== {contender.name}: ready in {startup:.0f} s ({contender.description})", flush=True)
+        results["startup_s"][contender.name] = startup
+        offset = 0  # prompt numbering runs across cells: no cell reuses another's prompts
+        for name in [w for w in args.workloads if w in contender.workloads]:
+            workload = all_workloads[name]
+            for conc in args.concurrency:
+                server.reset_window_peak()
+                base = offset
+                records, t_window, t_end = asyncio.run(run_cell(
+                    server.url, lambda i, base=base: contender.request(workload.target(i), base + i),
+                    concurrency=conc, warmup=args.warmup, duration=args.duration))
+                offset += len(records) + conc
+                stats = summarize(records, t_window, t_end, MAX_TOKENS)
+                results["cells"].append({"contender": contender.name, "workload": name, "concurrency": conc,
+                                         "peak_rss_bytes": server.window_peak_rss, "stats": stats.to_dict()})
+                save()
+                print(f"{contender.name:18s} {name:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
+                      f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
+                      f"errors {stats.errors}  short {stats.short_outputs}"
+                      + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
+                if server.proc.poll() is not None:
+                    raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")
+                time.sleep(1.0)  # let cancelled requests drain before the next cell
+    finally:
+        results["peak_rss_bytes"][contender.name] = server.peak_rss
+        results["notes"] += [f"{contender.name}: {n}" for n in contender.notes]
+        server.stop()
+        save()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    install_cleanup()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"assets: {args.assets} (building on first use)", flush=True)
+    assets = ensure_assets(args.assets)
+    all_workloads = workloads(assets)
+    results = {
+        "command": shlex.join([".venv/bin/python", "-m", "loadtests.bench", *(sys.argv[1:] if argv is None else argv)]),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average at start "
+                   f"{os.getloadavg()[0]:.1f}",
+        "contenders": args.contenders, "workloads": args.workloads, "concurrency": args.concurrency,
+        "warmup_s": args.warmup, "duration_s": args.duration, "max_tokens": MAX_TOKENS,
+        "descriptions": {n: CONTENDERS[n].description for n in args.contenders},
+        "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
+    }
+
+    def save() -> None:
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+    failed = []
+    try:
+        for name in args.contenders:
+            try:
+                run_contender(CONTENDERS[name](assets), args, all_workloads, results, save)
+            except Exception as exc:  # one broken contender should not cost the others' figures
+                print(f"!! {name} failed: {exc}", file=sys.stderr, flush=True)
+                results["notes"].append(f"{name} FAILED: {str(exc).splitlines()[0][:300]}")
+                failed.append(name)
+    except KeyboardInterrupt:
+        results["notes"].append("interrupted: partial results")
+        failed.append("(interrupted)")
+    finally:
+        stop_all()
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    save()
+    print(report.render(results, args.out))
+    print(f"\nwritten: {args.out}/results.md, results.json, throughput.png, ttft.png, logs/", flush=True)
+    if failed:
+        sys.exit(f"contenders failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

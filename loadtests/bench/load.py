@@ -1,0 +1,155 @@
+"""Closed-loop load generator: N concurrent streams, each sending its next request as soon as the
+previous one finished, for a warm-up then a measured window. Same code for every contender.
+
+Requests still running when the window closes are cancelled (the client disconnects), so a cell
+takes warm-up + duration seconds whatever the server's speed. Throughput counts the tokens
+*streamed inside the window* (from every request, finished or not), so it stays right even when
+a request takes longer than the window; latency percentiles cover requests that finished inside
+the window, TTFT percentiles those whose first token arrived inside it.
+
+    records = asyncio.run(run_cell(url, make_request, concurrency=16, warmup=5, duration=20))
+    stats = summarize(records, window=20)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import aiohttp
+
+MakeRequest = Callable[[int], tuple[str, dict]]
+"""i -> (path, JSON body) of the i-th request of a cell."""
+
+
+@dataclass
+class Record:
+    start: float
+    end: float
+    ttft: float | None  # seconds from sending to the first non-empty text
+    tokens: int  # completion tokens (usage, else number of text chunks)
+    error: str | None = None
+    chunk_times: list[float] | None = None  # arrival of each non-empty text chunk
+    finished: bool = True  # False: cancelled at the end of the cell
+
+    def tokens_between(self, t0: float, t1: float) -> float:
+        """Tokens that arrived in [t0, t1]: chunks in the window, times tokens per chunk
+        (a server may pack several tokens into one chunk; usage says how many in all)."""
+        if not self.chunk_times:
+            return 0.0
+        per_chunk = self.tokens / len(self.chunk_times) if self.finished and self.tokens else 1.0
+        return per_chunk * sum(t0 <= t <= t1 for t in self.chunk_times)
+
+
+async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink: list[Record]) -> Record:
+    """Send one streamed request; the record is appended to `sink` at once, so a request that
+    is cancelled midway still counts the tokens it streamed."""
+    start = time.perf_counter()
+    tokens = None
+    rec = Record(start, start, None, 0, chunk_times=[], finished=False)
+    sink.append(rec)
+    try:
+        async with session.post(url, json=body) as resp:
+            if resp.status != 200:
+                text = await resp.text()
+                rec.end, rec.finished, rec.error = time.perf_counter(), True, f"HTTP {resp.status}: {text[:300]}"
+                return rec
+            async for raw in resp.content:  # one SSE line at a time
+                line = raw.strip()
+                if not line.startswith(b"data: "):
+                    continue
+                data = line[6:]
+                if data == b"[DONE]":
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    rec.end, rec.finished, rec.error = time.perf_counter(), True, f"stream error: {event['error']}"
+                    return rec
+                if event.get("usage"):
+                    tokens = event["usage"]["completion_tokens"]
+                for choice in event.get("choices") or ():
+                    if choice.get("text"):
+                        now = time.perf_counter()
+                        rec.chunk_times.append(now)
+                        if rec.ttft is None:
+                            rec.ttft = now - start
+    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+        rec.end, rec.finished, rec.error = time.perf_counter(), True, f"{type(exc).__name__}: {exc}"
+        return rec
+    rec.end, rec.finished = time.perf_counter(), True
+    rec.tokens = tokens if tokens is not None else len(rec.chunk_times)
+    return rec
+
+
+async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, warmup: float,
+                   duration: float) -> tuple[list[Record], float, float]:
+    """Run one cell; returns (all records, window start, window end) on the perf_counter clock."""
+    records: list[Record] = []
+    counter = itertools.count()
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    connector = aiohttp.TCPConnector(limit=concurrency + 4)
+    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as session:
+        t0 = time.perf_counter()
+        t_window, t_end = t0 + warmup, t0 + warmup + duration
+
+        async def stream() -> None:
+            while time.perf_counter() < t_end:
+                path, body = make_request(next(counter))
+                await one_request(session, path, body, records)
+
+        tasks = [asyncio.create_task(stream()) for _ in range(concurrency)]
+        await asyncio.sleep(max(0.0, t_end - time.perf_counter()))
+        for task in tasks:
+            task.cancel()  # abandons in-flight requests: the server sees a disconnect
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return records, t_window, t_end
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+@dataclass
+class CellStats:
+    requests: int
+    errors: int
+    tokens: int
+    tokens_per_s: float
+    requests_per_s: float
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    short_outputs: int  # measured requests with fewer tokens than asked (EOS or stop)
+    first_error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(records: list[Record], t_window: float, t_end: float, max_tokens: int) -> CellStats:
+    done = [r for r in records if r.finished and t_window <= r.end <= t_end]
+    ok = [r for r in done if r.error is None]
+    errors = [r for r in done if r.error is not None]
+    window = t_end - t_window
+    tokens = round(sum(r.tokens_between(t_window, t_end) for r in records if r.error is None))
+    ttfts = [r.ttft * 1000 for r in records
+             if r.error is None and r.ttft is not None and t_window <= r.start + r.ttft <= t_end]
+    latencies = [(r.end - r.start) * 1000 for r in ok]
+    return CellStats(
+        requests=len(ok), errors=len(errors), tokens=tokens, tokens_per_s=tokens / window,
+        requests_per_s=len(ok) / window,
+        ttft_p50_ms=percentile(ttfts, 50), ttft_p99_ms=percentile(ttfts, 99),
+        latency_p50_ms=percentile(latencies, 50), latency_p99_ms=percentile(latencies, 99),
+        short_outputs=sum(r.tokens < max_tokens for r in ok),
+        first_error=errors[0].error if errors else None,
+    )

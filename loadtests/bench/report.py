@@ -1,0 +1,153 @@
+"""Results -> markdown table (ratios against stock vLLM), target checks, and PNG plots.
+
+    .venv/bin/python -m loadtests.bench.report loadtests/results/latest/results.json   # re-render
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REFERENCE = "stock-vllm"
+NOLORA = "stock-vllm-nolora"
+
+
+def _fmt(value, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a, b) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def index(cells: list[dict]) -> dict[tuple[str, str, int], dict]:
+    return {(c["contender"], c["workload"], c["concurrency"]): c for c in cells}
+
+
+def table(results: dict) -> str:
+    cells = index(results["cells"])
+    rows = ["| workload | conc. | contender | tokens/s | req/s | TTFT p50 ms | TTFT p99 ms | latency p50 ms "
+            "| latency p99 ms | peak RSS MiB | tokens/s vs stock | TTFT p50 vs stock | errors |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for workload in results["workloads"]:
+        for conc in results["concurrency"]:
+            ref = cells.get((REFERENCE, workload, conc))
+            for contender in results["contenders"]:
+                c = cells.get((contender, workload, conc))
+                if c is None:
+                    continue
+                s = c["stats"]
+                tok_ratio = _ratio(s["tokens_per_s"], ref and ref["stats"]["tokens_per_s"])
+                ttft_ratio = _ratio(s["ttft_p50_ms"], ref and ref["stats"]["ttft_p50_ms"])
+                rows.append(
+                    f"| {workload} | {conc} | {contender} | {_fmt(s['tokens_per_s'])} | {_fmt(s['requests_per_s'], 2)} "
+                    f"| {_fmt(s['ttft_p50_ms'])} | {_fmt(s['ttft_p99_ms'])} | {_fmt(s['latency_p50_ms'])} "
+                    f"| {_fmt(s['latency_p99_ms'])} | {_fmt(c['peak_rss_bytes'] / 2**20)} "
+                    f"| {_fmt(tok_ratio, 2)}x | {_fmt(ttft_ratio, 2)}x | {s['errors']} |".replace("| -x", "| -"))
+    return "\n".join(rows)
+
+
+def targets(results: dict) -> str:
+    """The issue's targets, cell by cell, with PASS/MISS."""
+    cells = index(results["cells"])
+    lines = []
+
+    def stat(contender, workload, conc, key):
+        c = cells.get((contender, workload, conc))
+        return None if c is None else c["stats"][key]
+
+    lines.append("**ours vs stock vLLM** (target: tokens/s >= 1.0x, TTFT p50 <= 1.1x)\n")
+    lines.append("| workload | conc. | tokens/s ratio | TTFT p50 ratio | verdict |")
+    lines.append("|---|---:|---:|---:|---|")
+    for workload in results["workloads"]:
+        for conc in results["concurrency"]:
+            tok = _ratio(stat("ours", workload, conc, "tokens_per_s"), stat(REFERENCE, workload, conc, "tokens_per_s"))
+            ttft = _ratio(stat("ours", workload, conc, "ttft_p50_ms"), stat(REFERENCE, workload, conc, "ttft_p50_ms"))
+            if tok is None:
+                continue  # one of the two did not run this cell
+            ok = tok >= 1.0 and ttft is not None and ttft <= 1.1
+            lines.append(f"| {workload} | {conc} | {tok:.2f}x | {_fmt(ttft, 2)}x | {'PASS' if ok else 'MISS'} |"
+                         .replace("| -x |", "| - |"))
+
+    lines.append("\n**Base-model requests, LoRA-enabled vs LoRA-disabled server** (target: >= 0.95x; "
+                 f"denominator: {NOLORA})\n")
+    lines.append("| conc. | ours (LoRA on) | stock vLLM --enable-lora | verdict (ours) |")
+    lines.append("|---:|---:|---:|---|")
+    for conc in results["concurrency"]:
+        off = stat(NOLORA, "base", conc, "tokens_per_s")
+        ours = _ratio(stat("ours", "base", conc, "tokens_per_s"), off)
+        stock = _ratio(stat(REFERENCE, "base", conc, "tokens_per_s"), off)
+        if ours is None and stock is None:
+            continue
+        verdict = "-" if ours is None else ("PASS" if ours >= 0.95 else "MISS")
+        lines.append(f"| {conc} | {_fmt(ours, 2)}x | {_fmt(stock, 2)}x | {verdict} |")
+
+    lines.append("\n**8-LoRA mix vs base, same server** (measured; stock vLLM on this CPU ~0.42x at 16)\n")
+    lines.append("| conc. | ours | stock vLLM | hf-peft |")
+    lines.append("|---:|---:|---:|---:|")
+    for conc in results["concurrency"]:
+        r = [_ratio(stat(c, "lora-8", conc, "tokens_per_s"), stat(c, "base", conc, "tokens_per_s"))
+             for c in ("ours", REFERENCE, "hf-peft")]
+        if any(x is not None for x in r):
+            lines.append(f"| {conc} | " + " | ".join(f"{_fmt(x, 2)}x" if x is not None else "-" for x in r) + " |")
+    return "\n".join(lines)
+
+
+def plots(results: dict, out: Path) -> list[Path]:
+    cells = index(results["cells"])
+    written = []
+    for key, ylabel, fname, log in (("tokens_per_s", "output tokens/s", "throughput.png", False),
+                                    ("ttft_p50_ms", "TTFT p50 (ms, log)", "ttft.png", True)):
+        workloads = results["workloads"]
+        fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.6), squeeze=False)
+        for ax, workload in zip(axes[0], workloads):
+            for contender in results["contenders"]:
+                points = [(conc, cells[(contender, workload, conc)]["stats"][key]) for conc in results["concurrency"]
+                          if (contender, workload, conc) in cells
+                          and cells[(contender, workload, conc)]["stats"][key] is not None]
+                if points:
+                    ax.plot(*zip(*points), marker="o", label=contender)
+            ax.set_title(workload)
+            ax.set_xlabel("concurrent streams")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(results["concurrency"], [str(c) for c in results["concurrency"]])
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(ylabel)
+        axes[0][-1].legend(fontsize=8)
+        fig.suptitle(f"{ylabel} vs concurrency ({results['max_tokens']} output tokens per request)")
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        written.append(out / fname)
+    return written
+
+
+def render(results: dict, out: Path) -> str:
+    """Write results.md and the plots into `out`; return the markdown."""
+    notes = "\n".join(f"- {n}" for n in results.get("notes", []))
+    md = (f"# Benchmark results\n\n"
+          f"Command: `{results['command']}`  \n"
+          f"Date: {results['date']}; machine: {results['machine']}; "
+          f"{results['warmup_s']:.0f} s warm-up + {results['duration_s']:.0f} s measured per cell; "
+          f"{results['max_tokens']} output tokens per request (greedy).\n\n"
+          f"Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
+          (f"\n\nNotes:\n{notes}" if notes else "") +
+          f"\n\n## Table\n\n{table(results)}\n\n## Targets\n\n{targets(results)}\n\n"
+          f"![throughput](throughput.png)\n![ttft](ttft.png)\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(md)
+    plots(results, out)
+    return md
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1])
+    print(render(json.loads(path.read_text()), path.parent))

@@ -1,0 +1,88 @@
+"""Contender 2: stock vLLM's own OpenAI server on the same model and adapters.
+
+LoRAs are loaded through its runtime API (`POST /v1/load_lora_adapter`); the soft prompt, which
+stock vLLM cannot load, is sent as client-side `prompt_embeds` (base64 of `torch.save` bytes):
+the soft prompt's rows followed by the token embeddings of the tokenized prompt (with BOS, as
+vLLM would tokenize the text), the same input our server builds inside.
+`StockVLLMNoLoRA` is the same server without --enable-lora, for base-model requests only.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import cached_property
+from pathlib import Path
+
+import httpx
+
+from loadtests.bench.assets import BASE_NAME
+from loadtests.bench.contender import PYTHON, Contender
+from loadtests.bench.ours import KV_CACHE_GIB, MAX_MODEL_LEN
+from loadtests.bench.procs import ServerProcess
+from loadtests.bench.workloads import Target, prompt
+
+
+class StockVLLM(Contender):
+    name = "stock-vllm"
+    description = "vLLM 0.32 OpenAI server (python -m vllm.entrypoints.openai.api_server), --enable-lora"
+    enable_lora = True
+
+    def start(self, port: int, log: Path) -> ServerProcess:
+        cmd = [PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.assets.base),
+               "--served-model-name", BASE_NAME, "--port", str(port), "--dtype", "bfloat16",
+               "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-memory-bytes", str(KV_CACHE_GIB * 2**30),
+               "--enable-prompt-embeds", "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning"]
+        if self.enable_lora:
+            cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "8"]
+        return ServerProcess(self.name, cmd, log, port,
+                             env={"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})
+
+    def prepare(self, server: ServerProcess) -> None:
+        if "soft" in self.workloads:
+            self.prompt_embeds(0)  # load tokenizer and tensors now, not inside a timed cell
+        if not self.enable_lora:
+            return
+        for name in self.assets.loras:
+            r = httpx.post(server.url + "/v1/load_lora_adapter",
+                           json={"lora_name": name, "lora_path": str(self.assets.adapters / name)}, timeout=120)
+            if r.status_code != 200:
+                raise RuntimeError(f"stock vLLM refused LoRA {name}: HTTP {r.status_code}: {r.text[:300]}")
+
+    @cached_property
+    def _embedding_parts(self):
+        # Imported lazily: only the soft-prompt workload needs torch in the load generator.
+        import torch  # noqa: F401
+        from safetensors import safe_open
+        from transformers import AutoTokenizer
+
+        with safe_open(str(self.assets.base / "model.safetensors"), framework="pt") as f:
+            embed = f.get_tensor("model.embed_tokens.weight")  # [vocab, hidden]
+        with safe_open(str(self.assets.adapters / self.assets.soft_prompt / "adapter_model.safetensors"),
+                       framework="pt") as f:
+            soft = f.get_tensor("prompt_embeddings")  # [virtual tokens, hidden]
+        return AutoTokenizer.from_pretrained(str(self.assets.base)), embed, soft.to(embed.dtype)
+
+    def prompt_embeds(self, i: int) -> str:
+        import torch
+
+        tokenizer, embed, soft = self._embedding_parts
+        ids = tokenizer(prompt(i)).input_ids
+        rows = torch.cat([soft, embed[ids]])  # [virtual + len(ids), hidden]
+        buffer = io.BytesIO()
+        torch.save(rows, buffer)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def request(self, target: Target, i: int) -> tuple[str, dict]:
+        body = self.completion_body(target.lora or BASE_NAME, i, ignore_eos=True)
+        if target.soft_prompt:
+            del body["prompt"]  # with both, vLLM would run two prompts
+            body["prompt_embeds"] = self.prompt_embeds(i)
+        return "/v1/completions", body
+
+
+class StockVLLMNoLoRA(StockVLLM):
+    name = "stock-vllm-nolora"
+    description = "the same vLLM server without --enable-lora (base model only)"
+    enable_lora = False
+    workloads = ("base",)

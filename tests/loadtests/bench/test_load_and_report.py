@@ -1,0 +1,63 @@
+"""The benchmark's arithmetic and report on synthetic records (fast, no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.bench import report
+from loadtests.bench.load import Record, summarize
+
+
+def _record(start, ttft, chunk_gap, n, finished=True):
+    chunks = [start + ttft + k * chunk_gap for k in range(n)]
+    return Record(start, chunks[-1] if finished else start, ttft, n if finished else 0,
+                  chunk_times=chunks, finished=finished)
+
+
+def test_throughput_counts_tokens_streamed_inside_the_window():
+    # Window [10, 20]. A: all 10 tokens inside. B: started in warm-up, tokens at 6..15, 6 inside.
+    # C: cancelled at the end with 4 tokens streamed inside. D: entirely after the window.
+    records = [_record(11, 1, 0.5, 10), _record(5, 1, 1.0, 10), _record(16, 0.5, 1.0, 4, finished=False),
+               _record(21, 1, 1, 3)]
+    stats = summarize(records, 10.0, 20.0, max_tokens=10)
+    assert stats.tokens == 10 + 6 + 4
+    assert stats.tokens_per_s == pytest.approx(2.0)
+    assert stats.requests == 2  # A and B finished inside the window; C was cancelled, D is later
+    assert stats.errors == 0 and stats.short_outputs == 0
+
+
+def test_ttft_and_latency_percentiles_use_requests_inside_the_window():
+    records = [_record(10 + i, 0.1 * (i + 1), 0.01, 5) for i in range(5)]
+    stats = summarize(records, 10.0, 20.0, max_tokens=8)
+    assert stats.ttft_p50_ms == pytest.approx(300)
+    assert stats.short_outputs == 5
+
+
+def test_errors_are_counted_not_measured():
+    bad = Record(12, 13, None, 0, error="HTTP 500: boom", chunk_times=[], finished=True)
+    stats = summarize([bad, _record(11, 1, 0.1, 4)], 10.0, 20.0, max_tokens=4)
+    assert stats.errors == 1 and stats.requests == 1 and stats.first_error.startswith("HTTP 500")
+
+
+def _cell(contender, workload, conc, tok, ttft):
+    return {"contender": contender, "workload": workload, "concurrency": conc, "peak_rss_bytes": 2**30,
+            "stats": {"tokens_per_s": tok, "requests_per_s": tok / 64, "ttft_p50_ms": ttft, "ttft_p99_ms": ttft,
+                      "latency_p50_ms": 1.0, "latency_p99_ms": 2.0, "errors": 0}}
+
+
+def test_report_writes_table_targets_and_plots(tmp_path):
+    results = {
+        "command": "x", "date": "d", "machine": "m", "warmup_s": 1, "duration_s": 2, "max_tokens": 64,
+        "contenders": ["ours", "stock-vllm", "stock-vllm-nolora"], "workloads": ["base", "lora-8"],
+        "concurrency": [1, 16], "descriptions": {}, "notes": [],
+        "cells": [_cell("ours", "base", 1, 100, 10), _cell("stock-vllm", "base", 1, 80, 10),
+                  _cell("stock-vllm-nolora", "base", 1, 100, 9), _cell("ours", "lora-8", 1, 50, 20),
+                  _cell("stock-vllm", "lora-8", 1, 40, 12)],
+    }
+    md = report.render(results, tmp_path)
+    assert "| base | 1 | ours | 100 |" in md and "| 1.25x | 1.00x |" in md
+    assert "| base | 1 | 1.25x | 1.00x | PASS |" in md
+    assert "| lora-8 | 1 | 1.25x | 1.67x | MISS |" in md
+    assert "| 1 | 1.00x | 0.80x | PASS |" in md  # base on LoRA-enabled vs disabled
+    assert "| 1 | 0.50x | 0.50x | - |" in md  # 8-LoRA mix vs base
+    assert (tmp_path / "throughput.png").stat().st_size > 0 and (tmp_path / "ttft.png").exists()
