@@ -19,9 +19,11 @@ reference ops index with -1 too, which in PyTorch selects the *last* slot, so th
 adapter in slot `max_loras - 1` to base-model tokens when all slots are in use; the CUDA kernels
 skip -1 as we do. With that slot empty (zeros) both give identical results.
 
-Numerics follow the reference: the shrink runs in the buffer's dtype (float32) on upcast inputs,
-the expand in the output's dtype (bfloat16 for a bf16 model) on a downcast buffer, then one add
-into the output. Only the summation order inside the matmuls differs.
+Numerics follow the reference: the shrink result is float32 (computed in float32, or, with
+scale 1, by a matmul in the model dtype that accumulates in float32 and rounds once: the same
+value the reference gets when it casts its float32 buffer down), the expand runs in the output's
+dtype on the downcast buffer, then one add into the output. Only the summation order inside the
+matmuls differs; masked-out terms are exact zeros.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class LoRAGroups:
     slots: list[int]  # adapter slots in use, ascending
     rows: dict[int, slice | torch.Tensor]  # slot -> its tokens: one run (slice) or indices [n]
     covers_all: bool  # every token has an adapter
-    _mask: dict[torch.dtype, torch.Tensor] = field(default_factory=dict)
+    _mask: dict[tuple[torch.dtype, float], torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def from_indices(cls, indices: torch.Tensor) -> LoRAGroups:
@@ -81,15 +83,18 @@ class LoRAGroups:
     @property
     def dense(self) -> bool:
         lo, hi = self.span
+        if len(self.slots) == 1 and isinstance(self.rows[self.slots[0]], slice):
+            return False  # one adapter on one run of tokens: the grouped form is one plain matmul
         return self.num_tokens * (hi - lo) <= DENSE_MAX_ROWS
 
-    def mask(self, dtype: torch.dtype) -> torch.Tensor:
-        """[T, S, 1]: 1 where slot lo+s is the token's adapter, else 0 (all 0 for -1)."""
-        if dtype not in self._mask:
+    def mask(self, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
+        """[T, S, 1]: `scale` where slot lo+s is the token's adapter, else 0 (all 0 for -1)."""
+        key = (dtype, scale)
+        if key not in self._mask:
             lo, hi = self.span
             own = self.indices[:, None] == torch.arange(lo, hi, device=self.indices.device)
-            self._mask[dtype] = own.to(dtype)[:, :, None]
-        return self._mask[dtype]
+            self._mask[key] = (own.to(dtype) * scale)[:, :, None]
+        return self._mask[key]
 
 
 def _as_3d(w: torch.Tensor) -> torch.Tensor:
@@ -97,7 +102,7 @@ def _as_3d(w: torch.Tensor) -> torch.Tensor:
     return w[:, 0] if w.dim() == 4 else w
 
 
-def _cached(w: torch.Tensor, kind: str, dtype: torch.dtype, make) -> torch.Tensor:
+def _cached(w: torch.Tensor, kind, dtype: torch.dtype, make, version=None) -> torch.Tensor:
     """A derived copy of a stacked weight, rebuilt when the weight changes.
 
     vLLM writes adapters into the stacked tensors in place (set_lora / reset_lora), which bumps
@@ -108,11 +113,12 @@ def _cached(w: torch.Tensor, kind: str, dtype: torch.dtype, make) -> torch.Tenso
         cache = {}
         setattr(w, _CACHE_ATTR, cache)
     key = (kind, dtype)
+    version = w._version if version is None else version
     hit = cache.get(key)
-    if hit is not None and hit[0] == w._version:
+    if hit is not None and hit[0] == version:
         return hit[1]
     value = make()
-    cache[key] = (w._version, value)
+    cache[key] = (version, value)
     return value
 
 
@@ -201,40 +207,71 @@ def expand(out: torch.Tensor, buf: torch.Tensor, b_stacked: torch.Tensor, groups
         _put(target, rows, _rows(buf, rows) @ b[slot * r:(slot + 1) * r], add=add_inputs)
 
 
+def stacked_a_slices(a_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
+    """[slots * n * r, H]: the A of all n slices of a module, slot-major (rows: slot, slice, k),
+    so that any range of slots is a row range, and one matmul shrinks for every slice."""
+    def make() -> torch.Tensor:
+        a = torch.stack([_as_3d(t) for t in a_stacked], 1)  # [slots, n, r, H]
+        return a.to(dtype).reshape(-1, a.shape[-1]).contiguous()
+    versions = tuple(t._version for t in a_stacked)
+    return _cached(a_stacked[0], ("a_slices", len(a_stacked)), dtype, make, versions)
+
+
+def stacked_b_blocks(b_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
+    """[slots * n * r, sum(O_i)]: rows as in `stacked_a_slices`; row (slot, i, k) holds
+    B_i[slot][:, k] in slice i's output columns and zeros elsewhere (block-diagonal per slot),
+    so one matmul expands every slice into adjacent output columns."""
+    def make() -> torch.Tensor:
+        bs = [_as_3d(t) for t in b_stacked]  # [slots, O_i, r] each
+        slots, r = bs[0].shape[0], bs[0].shape[2]
+        out = torch.zeros(slots, len(bs), r, sum(b.shape[1] for b in bs), dtype=dtype, device=bs[0].device)
+        offset = 0
+        for i, b in enumerate(bs):
+            out[:, i, :, offset:offset + b.shape[1]] = b.transpose(1, 2)
+            offset += b.shape[1]
+        return out.reshape(-1, out.shape[-1])
+    versions = tuple(t._version for t in b_stacked)
+    return _cached(b_stacked[0], ("b_blocks", len(b_stacked)), dtype, make, versions)
+
+
 def lora_linear(y: torch.Tensor, x: torch.Tensor, a_stacked: tuple[torch.Tensor, ...],
                 b_stacked: tuple[torch.Tensor, ...], scale: float, output_slices: tuple[int, ...],
                 groups: LoRAGroups, buffer_dtype: torch.dtype = torch.float32) -> None:
     """y[:, slice i] += (scale * x @ A_i[slot]^T) @ B_i[slot]^T for each slice i, in place.
 
-    What vLLM's `add_lora_linear` computes (float32 buffer between shrink and expand), fused:
-    the dense form keeps the wide [T, S*r] shrink result and masks it once per slice instead of
-    reducing it to [T, r] and spreading it out again."""
+    What vLLM's `add_lora_linear` computes: the shrink into a float32 buffer, which is cast to
+    y's dtype for the expand. With scale 1 (what vLLM's linear layers pass: the LoRA scaling is
+    folded into B) the shrink runs directly in y's dtype: a bf16 matmul accumulates in float32
+    and rounds once, which is that cast of the float32 result up to summation order."""
     if not groups.any:
         return
     x = x.view(-1, x.shape[-1])
     y2 = y.view(-1, y.shape[-1])
-    offset = 0
+    n = len(a_stacked)
+    shrink_dtype = y.dtype if scale == 1.0 else buffer_dtype
+    a = stacked_a_slices(a_stacked, shrink_dtype)  # [slots*n*r, H]
+    r = a.shape[0] // (n * _as_3d(a_stacked[0]).shape[0])
+    T = x.shape[0]
+    xs = x.to(shrink_dtype)
     if groups.dense:
         lo, hi = groups.span
-        x32 = x.to(buffer_dtype)
-        mask = groups.mask(buffer_dtype)
-        for a_st, b_st, size in zip(a_stacked, b_stacked, output_slices):
-            a = stacked_a(a_st, buffer_dtype)
-            b = stacked_b(b_st, y.dtype)
-            r = a.shape[1]
-            wide = x32 @ a[lo:hi].reshape(-1, a.shape[2]).T  # [T, S*r]
-            # scale * (x @ A) as the reference rounds it, then only the token's own block kept.
-            wide = wide.mul_(scale).view(x.shape[0], hi - lo, r).mul_(mask)
-            y2[:, offset:offset + size] += wide.view(x.shape[0], -1).to(y.dtype) @ b[lo * r:hi * r]
-            offset += size
+        S = hi - lo
+        b = stacked_b_blocks(b_stacked, y.dtype)  # [slots*n*r, sum(O)]
+        wide = xs @ a[lo * n * r:hi * n * r].T  # [T, S*n*r]
+        # scale * (x @ A) as the reference rounds it (the mask holds 0 or `scale`: the same
+        # product), zero outside each token's own slot.
+        wide = wide.view(T, S, n * r).mul_(groups.mask(shrink_dtype, scale)).view(T, -1)
+        y2[:, :sum(output_slices)] += wide.to(y.dtype) @ b[lo * n * r:hi * n * r]
         return
-    x_rows = {slot: _rows(x, groups.rows[slot]).to(buffer_dtype) for slot in groups.slots}
-    for a_st, b_st, size in zip(a_stacked, b_stacked, output_slices):
-        a = stacked_a(a_st, buffer_dtype)
-        b = stacked_b(b_st, y.dtype)
-        r = a.shape[1]
-        target = y2[:, offset:offset + size]
-        for slot in groups.slots:
-            buf = (x_rows[slot] @ a[slot].T).mul_(scale)  # [n, r] float32
-            _put(target, groups.rows[slot], buf.to(y.dtype) @ b[slot * r:(slot + 1) * r], add=True)
-        offset += size
+    bs = [stacked_b(t, y.dtype) for t in b_stacked]  # [slots*r, O_i] each
+    for slot in groups.slots:
+        rows = groups.rows[slot]
+        buf = _rows(xs, rows) @ a[slot * n * r:(slot + 1) * n * r].T  # [len, n*r]
+        if scale != 1.0:
+            buf = buf.mul_(scale)
+        buf = buf.to(y.dtype)
+        offset = 0
+        for i, size in enumerate(output_slices):
+            _put(y2[:, offset:offset + size], rows, buf[:, i * r:(i + 1) * r] @ bs[i][slot * r:(slot + 1) * r],
+                 add=True)
+            offset += size
