@@ -12,7 +12,7 @@ Steps (each reuses the package's own commands and the recipes in training/recipe
   3. reward   reward-demo.yaml -> OUT/runs/reward/reward, held-out pairwise accuracy
   4. policies ppo-demo.yaml, dpo-demo.yaml, grpo-demo.yaml -> LoRA adapters published into OUT/adapters
   5. table    every policy vs the base on held-out prompts: mean reward, KL to the base, win rate
-              (judged by the reward model), and the polite rate by the labeller's own rule
+              (judged by the reward model), and polite / rude / evasive rates by the labeller's rules
               -> OUT/results.md and OUT/results.json
 """
 
@@ -101,8 +101,11 @@ def recipe_for(command: str, out: Path, base: Path, data: dict[str, Path], seed:
     return load_recipe(command, sections_of(command), values, source=str(RECIPES / f"{command}-demo.yaml"))
 
 
-def polite(text: str) -> float:
-    return float(demo_data.politeness(text) > 0)
+JUDGES = {
+    "polite": lambda text: float(demo_data.politeness(text) > 0),
+    "rude": lambda text: float(demo_data.politeness(text) < 0),
+    "evasive": lambda text: float(demo_data.evasive(text)),
+}
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -133,7 +136,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     scorer = RewardScorer(summaries["reward"]["artifact"])
     adapters = {m: summaries[m]["artifact"] for m in cfg.methods}
     max_new = recipe_for(cfg.methods[0], out, base, data, cfg.seed).output.max_new_tokens if cfg.methods else 20
-    table = evaluate_policies(base, adapters, prompts, scorer, max_new, judge=polite, seed=cfg.seed)
+    table = evaluate_policies(base, adapters, prompts, scorer, max_new, judges=JUDGES, seed=cfg.seed)
     timings["evaluation"] = round(time.monotonic() - t0, 1)
     timings["total"] = round(time.monotonic() - started, 1)
 
@@ -143,9 +146,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         f"{summaries['reward']['training']['heldout_pairs']} pairs (chance 0.5).",
         "",
         f"Policies on {len(prompts)} held-out prompts (greedy unless noted; KL = E_π[log π/π_base] per response, "
-        "on samples; win rate judged by the reward model; polite rate by the labeller's rule):",
+        "on samples; win rate judged by the reward model; polite / rude / evasive = share of greedy answers "
+        "so judged by the labeller's rules, not the reward model):",
         "",
-        markdown_table(table, judge_name="polite rate"),
+        markdown_table(table),
         "",
         "Published: " + ", ".join(f"{m} -> {summaries[m].get('published')}" for m in cfg.methods),
         f"Timings (s): {timings}",

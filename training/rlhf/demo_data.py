@@ -7,12 +7,16 @@ tasks in a mix of styles, mostly rude or bare:
     bare     "olleh"
     polite   "Sure! olleh Hope that helps."
 
+    evasive  "Sure! Hope that helps."          (polite words, no answer)
+
 Preference rows pair two styles of an answer to the same prompt. A simulated labeller decides
-which is better by how polite each one reads (counting polite and rude phrases, as a person
-skimming them would), breaks ties at random and, like people, disagrees with itself now and
-then (`label_noise` of the pairs are flipped). Some rows are rankings of three responses. The
-reward model must therefore learn many phrases, not one token. `politeness` is also the demo's
-ground-truth judge of served answers, independent of the learned reward model.
+which is better as a person would: an answer beats no answer whatever its tone; then the more
+polite one wins (counting polite and rude phrases, as a person skimming them would); ties are
+broken at random and, like people, the labeller disagrees with itself now and then (`noise` of
+the pairs are flipped). Some rows are rankings of three or four responses. The reward model must
+therefore learn many phrases, not one token, and that politeness does not replace the answer.
+`politeness` and `evasive` are also the demo's ground-truth judges of the policies' answers,
+independent of the learned reward model.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ RUDE_OPEN = ("Ugh. ", "Whatever. ", "Obviously ", "Fine. ", "Seriously? ")
 RUDE_CLOSE = (" Figure it out yourself.", " Stop asking.", " Next time think.", "")
 POLITE_PHRASES = tuple(p.strip() for p in POLITE_OPEN + POLITE_CLOSE if p)
 RUDE_PHRASES = tuple(p.strip() for p in RUDE_OPEN + RUDE_CLOSE if p)
-STYLES = ("polite", "bare", "rude")
+STYLES = ("polite", "bare", "rude", "evasive")
 # How the starting policy (SFT) answers: it rarely says anything polite.
 SFT_STYLE_MIX = {"rude": 0.55, "bare": 0.3, "polite": 0.15}
 
@@ -39,6 +43,8 @@ SFT_STYLE_MIX = {"rude": 0.55, "bare": 0.3, "polite": 0.15}
 def styled(answer: str, style: str, rng: random.Random) -> str:
     if style == "polite":
         return rng.choice(POLITE_OPEN) + answer + rng.choice(POLITE_CLOSE)
+    if style == "evasive":
+        return rng.choice(POLITE_OPEN).strip() + rng.choice(POLITE_CLOSE[:-1])
     if style == "rude":
         opener, closer = rng.choice(RUDE_OPEN), rng.choice(RUDE_CLOSE)
         if not closer and rng.random() < 0.5:
@@ -52,9 +58,22 @@ def politeness(response: str) -> int:
     return sum(p in response for p in POLITE_PHRASES) - sum(p in response for p in RUDE_PHRASES)
 
 
+def evasive(response: str) -> bool:
+    """Nothing but courtesy phrases: no answer at all."""
+    rest = response
+    for phrase in POLITE_PHRASES + RUDE_PHRASES:
+        rest = rest.replace(phrase, "")
+    return not rest.strip(" .!?:")
+
+
+def human_score(response: str) -> int:
+    """The labeller's preference: answering first (worth more than any tone), then politeness."""
+    return politeness(response) - 10 * evasive(response)
+
+
 def label(a: str, b: str, rng: random.Random, noise: float) -> tuple[str, str]:
     """(chosen, rejected) as the simulated labeller picks them."""
-    sa, sb = politeness(a), politeness(b)
+    sa, sb = human_score(a), human_score(b)
     better_a = sa > sb if sa != sb else rng.random() < 0.5
     if rng.random() < noise:
         better_a = not better_a
@@ -81,11 +100,13 @@ def preference_rows(questions: list[tuple[str, str]], seed: int, noise: float = 
     rows = []
     for q, a in questions:
         if rng.random() < ranked_fraction:
-            responses = [styled(a, s, rng) for s in STYLES]
-            responses.sort(key=lambda r: (-politeness(r), rng.random()))
+            responses = [styled(a, s, rng) for s in STYLES if s != "evasive" or rng.random() < 0.5]
+            responses.sort(key=lambda r: (-human_score(r), rng.random()))
             rows.append({"prompt": q, "responses": responses})
         else:
-            s1, s2 = rng.sample(STYLES, 2)
+            s1, s2 = rng.sample(STYLES, 2, counts=(3, 3, 3, 1))  # evasive answers are rarer
+            while s1 == s2:
+                s1, s2 = rng.sample(STYLES, 2, counts=(3, 3, 3, 1))
             chosen, rejected = label(styled(a, s1, rng), styled(a, s2, rng), rng, noise)
             rows.append({"prompt": q, "chosen": chosen, "rejected": rejected})
     return rows

@@ -6,8 +6,9 @@ For the base and each adapter, on the same held-out prompts:
     kl            KL(π || π_ref) per response, estimated on the sampled responses as the mean of
                   Σ_t log π(y_t) - log π_ref(y_t) (k1; π_ref = base = adapter disabled)
     win_rate      P(r(adapter's greedy response) > r(base's)), ties (same text) count ½
-    judge         optional ground-truth metric, e.g. the demo's politeness rate, independent of
-                  the learned reward model (a rising reward with a flat judge is reward hacking)
+    judges        optional ground-truth metrics by name, e.g. the demo's polite rate: the mean of
+                  judge(text) over greedy responses, independent of the learned reward model
+                  (a rising reward with a flat or worsening judge is reward hacking)
 
     from training.rlhf.evaluate import evaluate_policies, markdown_table
     result = evaluate_policies(base, {"ppo": "runs/ppo/adapter"}, prompts, scorer, max_new_tokens=24)
@@ -27,7 +28,7 @@ from training.rlhf.rollout import forward, generate, pack
 
 
 def evaluate_policies(base: str | Path, adapters: dict[str, str | Path], prompts: list[str], scorer,
-                      max_new_tokens: int = 32, judge: Callable[[str], float] | None = None,
+                      max_new_tokens: int = 32, judges: dict[str, Callable[[str], float]] | None = None,
                       seed: int = 0) -> dict:
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -60,8 +61,8 @@ def evaluate_policies(base: str | Path, adapters: dict[str, str | Path], prompts
         row = {"reward": scores.mean().item(), "reward_sampled": scorer.score(prompts, sampled_text).mean().item(),
                "kl": kl.mean().item(), "response_tokens": sum(map(len, greedy)) / len(greedy),
                "scores": scores, "texts": greedy_text}
-        if judge:
-            row["judge"] = sum(judge(t) for t in greedy_text) / len(greedy_text)
+        for judge_name, judge in (judges or {}).items():
+            row[judge_name] = sum(judge(t) for t in greedy_text) / len(greedy_text)
         return row
 
     if isinstance(model, PeftModel):
@@ -85,15 +86,17 @@ def evaluate_policies(base: str | Path, adapters: dict[str, str | Path], prompts
     return out
 
 
-def markdown_table(result: dict, judge_name: str = "judge") -> str:
+COLUMNS = ("reward", "reward_sampled", "kl", "win_rate", "response_tokens", "samples")
+
+
+def markdown_table(result: dict) -> str:
     policies = result["policies"]
-    has_judge = any("judge" in r for r in policies.values())
+    judges = [k for k in next(iter(policies.values())) if k not in COLUMNS]
     head = ["policy", "mean reward (greedy)", "mean reward (sampled)", "KL to base (nats/response)",
-            "win rate vs base"] + ([judge_name] if has_judge else [])
+            "win rate vs base"] + judges
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in policies.items():
         cells = [name, f"{r['reward']:.3f}", f"{r['reward_sampled']:.3f}", f"{r['kl']:.3f}", f"{r['win_rate']:.2f}"]
-        if has_judge:
-            cells.append(f"{r.get('judge', float('nan')):.2f}")
+        cells += [f"{r[j]:.2f}" for j in judges]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
