@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 REFERENCE = "stock-vllm"
 NOLORA = "stock-vllm-nolora"
+COLORS = {"ours": "tab:blue", REFERENCE: "tab:orange", NOLORA: "tab:gray", "hf-peft": "tab:green"}
 
 
 def _fmt(value, digits: int = 0) -> str:
@@ -112,7 +113,7 @@ def plots(results: dict, out: Path) -> list[Path]:
                           if (contender, workload, conc) in cells
                           and cells[(contender, workload, conc)]["stats"][key] is not None]
                 if points:
-                    ax.plot(*zip(*points), marker="o", label=contender)
+                    ax.plot(*zip(*points), marker="o", label=contender, color=COLORS.get(contender))
             ax.set_title(workload)
             ax.set_xlabel("concurrent streams")
             ax.set_xscale("log", base=2)
@@ -121,9 +122,10 @@ def plots(results: dict, out: Path) -> list[Path]:
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(ylabel)
-        axes[0][-1].legend(fontsize=8)
+        handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
         fig.suptitle(f"{ylabel} vs concurrency ({results['max_tokens']} output tokens per request)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
         written.append(out / fname)
