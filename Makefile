@@ -10,6 +10,9 @@ HOST     ?= 127.0.0.1
 PORT     ?= 8000
 DEMO_DIR ?= .demo
 ADAPTERS ?= adapters
+# The demo model is tiny: float32 keeps served answers identical to the evaluated ones
+# (vLLM's `auto` would pick bfloat16 on CPU).
+SERVE_FLAGS ?= --dtype float32
 
 .PHONY: install demo serve test clean
 
@@ -28,7 +31,7 @@ demo: $(STAMP)
 	$(PY) -m training.demo build --out $(DEMO_DIR) --adapters $(ADAPTERS)
 
 serve: demo
-	$(PY) -m server --model $(DEMO_DIR)/base --adapters $(ADAPTERS) --host $(HOST) --port $(PORT)
+	$(PY) -m server --model $(DEMO_DIR)/base --adapters $(ADAPTERS) --host $(HOST) --port $(PORT) $(SERVE_FLAGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
