@@ -58,6 +58,10 @@ class ServerConfig:
     """Fraction of accelerator memory for weights and KV cache (GPU only unless --kv-cache-gib
     is unset on CPU, where vLLM reads it as the share of the NUMA node's memory)."""
 
+    block_size: int | None = None
+    """KV cache block size in tokens; only whole blocks are prefix-cached. Default: vLLM's
+    (128 on CPU, where it must be a multiple of 32; 16 on GPU)."""
+
     max_num_seqs: int | None = None
     """Most sequences in one engine step. Default: vLLM's."""
 

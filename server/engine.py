@@ -31,6 +31,7 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         gpu_memory_utilization=config.gpu_memory_utilization,
         kv_cache_memory_bytes=None if kv_gib is None else int(kv_gib * 2**30),
         max_num_seqs=config.max_num_seqs,
+        block_size=config.block_size,
         max_logprobs=config.max_logprobs,
         trust_remote_code=config.trust_remote_code,
         enable_lora=True,
