@@ -51,5 +51,6 @@ def bad_request(message: str, param: str | None = None) -> APIError:
     return APIError(400, message, param=param)
 
 
-def not_found(message: str, param: str | None = None) -> APIError:
-    return APIError(404, message, param=param, code="model_not_found" if param == "model" else None)
+def model_not_found(name: str) -> APIError:
+    return APIError(404, f"The model `{name}` does not exist.", param="model",
+                    code="model_not_found")

@@ -29,7 +29,7 @@ from server.adapters import paths
 from server.adapters.base_model import BaseModelInfo
 from server.adapters.manifest import mismatch as manifest_mismatch
 from server.adapters.lora import AdapterInvalid, LoraSpec, validate_lora
-from server.errors import APIError
+from server.errors import APIError, model_not_found
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,11 @@ class AdapterRegistry:
             return None
         return tuple(stats)
 
-    async def get(self, name: str, *, for_request: bool = True) -> Adapter:
-        """The current version of adapter `name`, loading or reloading it if its files changed.
-
-        Raises 404 when there is no such adapter and 400 when it exists but cannot be served.
-        """
+    def _locate(self, name: str) -> tuple[Path, Fingerprint, _Slot]:
+        """Where adapter `name`'s files are and their fingerprint; 404 when there are none
+        (or they are hidden by a DELETE), retiring any version that was served."""
         if not paths.is_valid_name(name):
-            raise _not_found(name)
+            raise model_not_found(name)
         try:
             directory = self._source(name)
         except paths.UnsafePath as exc:
@@ -138,10 +136,18 @@ class AdapterRegistry:
         if fingerprint is None or (slot is not None and slot.hidden_at == fingerprint):
             if slot is not None:
                 self._retire(slot)
-            raise _not_found(name)
+            raise model_not_found(name)
         # Only names with files on disk get a slot: requests for made-up names cost no memory.
         slot = self._slots.setdefault(name, _Slot())
         slot.hidden_at = None
+        return directory, fingerprint, slot
+
+    async def get(self, name: str, *, for_request: bool = True) -> Adapter:
+        """The current version of adapter `name`, loading or reloading it if its files changed.
+
+        Raises 404 when there is no such adapter and 400 when it exists but cannot be served.
+        """
+        directory, fingerprint, slot = self._locate(name)
         if slot.current is None or slot.current.fingerprint != fingerprint:
             async with slot.lock:
                 if slot.current is None or slot.current.fingerprint != fingerprint:
@@ -338,13 +344,7 @@ class AdapterRegistry:
     async def unregister(self, name: str) -> None:
         """Stop serving `name`. A registered name is forgotten; a discovered directory stays
         hidden until its files change (a newly published version is served again)."""
-        if not paths.is_valid_name(name):
-            raise _not_found(name)
-        fingerprint = self._fingerprint(self._source(name))
-        slot = self._slots.get(name)
-        if fingerprint is None or (slot is not None and slot.hidden_at == fingerprint):
-            raise _not_found(name)
-        slot = self._slots.setdefault(name, _Slot())
+        _, fingerprint, slot = self._locate(name)
         if self._registered.pop(name, None) is None:
             slot.hidden_at = fingerprint
         slot.failure = None
@@ -352,11 +352,6 @@ class AdapterRegistry:
 
     def close(self) -> None:
         shutil.rmtree(self._snapshots, ignore_errors=True)
-
-
-def _not_found(name: str) -> APIError:
-    return APIError(404, f"The model `{name}` does not exist.", param="model",
-                    code="model_not_found")
 
 
 def _read_json(path: Path, label: str, invalid) -> dict:
