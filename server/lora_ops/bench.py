@@ -21,7 +21,7 @@ import torch
 from vllm.lora.layers import LoRAMapping
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
-from server.lora_ops import grouped
+from server.lora_ops import grouped, native
 from server.lora_ops.punica import GroupedPunicaWrapperCPU
 
 HIDDEN, INTERMEDIATE, RANK, LAYERS, SLOTS, HEADS_OUT = 512, 1408, 16, 8, 8, 512
@@ -74,6 +74,25 @@ def timed(fn, reps: int) -> float:
     return min(samples) * 1e3  # best sample: the least disturbed by the machine's other load
 
 
+# Each form forced (ours picks per step: the kernel, and the grouped form for big adapters).
+FORMS = {
+    "kernel only": {(grouped, "GROUPED_MIN_TOKENS"): 1 << 62},
+    "torch dense": {(native, "supports"): lambda dtype: False, (grouped, "DENSE_MAX_ROWS"): 1 << 62},
+    "torch grouped": {(native, "supports"): lambda dtype: False, (grouped, "DENSE_MAX_ROWS"): 0},
+}
+
+
+def timed_with(knobs: dict, fn, reps: int) -> float:
+    saved = {key: getattr(*key) for key in knobs}
+    try:
+        for (module, name), value in knobs.items():
+            setattr(module, name, value)
+        return timed(fn, reps)
+    finally:
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+
+
 def step_fn(wrapper, layers, xs, ys, lora_mapping):
     index_to_id = list(range(1, SLOTS + 1))
 
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m server.lora_ops.bench", description=__doc__.split("\n")[0])
     p.add_argument("--tokens", default="1,16,64,256,1024")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--forms", action="store_true", help="also time the dense and grouped forms forced")
+    p.add_argument("--forms", action="store_true", help="also time each form forced (kernel, torch dense, torch grouped)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
     if args.threads:
@@ -100,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     head = "| tokens | adapters | vLLM ops | ours | speedup | base matmuls |"
     sep = "| ---: | --- | ---: | ---: | ---: | ---: |"
     if args.forms:
-        head += " ours dense | ours grouped |"
-        sep += " ---: | ---: |"
+        head += "".join(f" {name} |" for name in FORMS)
+        sep += " ---: |" * len(FORMS)
     print(head)
     print(sep)
     for tokens in [int(t) for t in args.tokens.split(",")]:
@@ -117,15 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             t_ours = timed(step_fn(ours, layers, xs, ys, m), args.reps)
             row = f"| {tokens} | {workload} | {t_ref:.3f} | {t_ours:.3f} | {t_ref / t_ours:.1f}x | {base:.3f} |"
             if args.forms:
-                saved = grouped.DENSE_MAX_ROWS
-                try:
-                    grouped.DENSE_MAX_ROWS = 1 << 62
-                    t_dense = timed(step_fn(ours, layers, xs, ys, m), args.reps)
-                    grouped.DENSE_MAX_ROWS = 0
-                    t_grouped = timed(step_fn(ours, layers, xs, ys, m), args.reps)
-                finally:
-                    grouped.DENSE_MAX_ROWS = saved
-                row += f" {t_dense:.3f} | {t_grouped:.3f} |"
+                for name, knobs in FORMS.items():
+                    row += f" {timed_with(knobs, step_fn(ours, layers, xs, ys, m), args.reps):.3f} |"
             print(row, flush=True)
 
 

@@ -14,6 +14,10 @@ step by size (see `DENSE_MAX_ROWS`, measured with `python -m server.lora_ops.ben
 - grouped (SGMV, as in Punica / S-LoRA): per adapter in use, `x[rows] @ A_l^T @ B_l^T` on its
   tokens only (a slice when they are one run, a gather otherwise). Best for prefill-sized steps.
 
+- native (BGMV): each token against its own adapter's weights, in place, in C++
+  (`server.lora_ops.native`, built on first use). Minimal flops and no matmul call overhead:
+  best for decode-sized steps by far; used up to `NATIVE_MAX_TOKENS` when it could be built.
+
 Tokens with slot -1 (no adapter) are skipped: the LoRA adds nothing to them. Note that vLLM's
 reference ops index with -1 too, which in PyTorch selects the *last* slot, so they apply the
 adapter in slot `max_loras - 1` to base-model tokens when all slots are in use; the CUDA kernels
@@ -32,6 +36,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from server.lora_ops import native
+
+GROUPED_MIN_TOKENS = 128
+"""With the native kernel, an adapter with at least this many tokens in a step gets the grouped
+form (one matmul on its tokens) and the others the kernel. Measured with `--forms` of
+`python -m server.lora_ops.bench`: the kernel wins below ~128 tokens of one adapter (~256 when they are one run)."""
+
 DENSE_MAX_ROWS = 4096
 """Use the dense form while tokens x adapter slots spanned <= this (more: grouped form)."""
 
@@ -46,6 +57,8 @@ class LoRAGroups:
     slots: list[int]  # adapter slots in use, ascending
     rows: dict[int, slice | torch.Tensor]  # slot -> its tokens: one run (slice) or indices [n]
     covers_all: bool  # every token has an adapter
+    big_slots: list[int]  # slots with >= GROUPED_MIN_TOKENS tokens (grouped form with the kernel)
+    small_tokens: torch.Tensor  # [n] long: the other slots' tokens, slot by slot (for the kernel)
     _mask: dict[tuple[torch.dtype, float], torch.Tensor] = field(default_factory=dict)
 
     @classmethod
@@ -64,8 +77,13 @@ class LoRAGroups:
                 rows[slot] = slice(*spans[0])
             else:
                 rows[slot] = torch.cat([torch.arange(a, b) for a, b in spans])
-        covered = sum(b - a for spans in runs.values() for a, b in spans)
-        return cls(indices, sorted(runs), rows, covered == indices.numel())
+        sizes = {slot: sum(b - a for a, b in spans) for slot, spans in runs.items()}
+        big = [slot for slot in sorted(runs) if sizes[slot] >= GROUPED_MIN_TOKENS]
+        # Slot by slot, so the kernel finds each adapter's weights in cache for its next token.
+        small = [torch.arange(a, b) for slot in sorted(runs) if sizes[slot] < GROUPED_MIN_TOKENS
+                 for a, b in runs[slot]]
+        small_tokens = torch.cat(small) if small else torch.zeros(0, dtype=torch.long)
+        return cls(indices, sorted(runs), rows, sum(sizes.values()) == indices.numel(), big, small_tokens)
 
     @property
     def num_tokens(self) -> int:
@@ -207,6 +225,21 @@ def expand(out: torch.Tensor, buf: torch.Tensor, b_stacked: torch.Tensor, groups
         _put(target, rows, _rows(buf, rows) @ b[slot * r:(slot + 1) * r], add=add_inputs)
 
 
+def _native_plan(a_stacked: tuple[torch.Tensor, ...], b_stacked: tuple[torch.Tensor, ...],
+                 output_slices: tuple[int, ...], dtype: torch.dtype) -> native.Kernel | None:
+    """The native kernel bound to this module's weights (packed copies), or None when it cannot
+    serve them. Built once per weight version, like the copies above; this runs for every LoRA'd
+    module in every step, so it is kept to the version check."""
+    versions = tuple(t._version for t in (*a_stacked, *b_stacked))
+
+    def make() -> native.Kernel | None:
+        weights = (*a_stacked, *b_stacked)
+        if not all(t.dtype == dtype for t in weights):
+            return None
+        return native.Kernel([_as_3d(t) for t in a_stacked], [_as_3d(t) for t in b_stacked], output_slices)
+    return _cached(a_stacked[0], ("native", len(a_stacked)), dtype, make, versions)
+
+
 def stacked_a_slices(a_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
     """[slots * n * r, H]: the A of all n slices of a module, slot-major (rows: slot, slice, k),
     so that any range of slots is a row range, and one matmul shrinks for every slice."""
@@ -247,13 +280,21 @@ def lora_linear(y: torch.Tensor, x: torch.Tensor, a_stacked: tuple[torch.Tensor,
         return
     x = x.view(-1, x.shape[-1])
     y2 = y.view(-1, y.shape[-1])
+    slots = groups.slots  # those the grouped form below handles
+    kernel = _native_plan(a_stacked, b_stacked, output_slices, y.dtype) if native.supports(y.dtype) else None
+    if kernel is not None and x.stride(1) == 1 and y2.stride(1) == 1 and x.dtype == y.dtype:
+        if groups.small_tokens.numel():
+            kernel(y2, x, groups.indices, groups.small_tokens, scale)
+        slots = groups.big_slots
+        if not slots:
+            return
     n = len(a_stacked)
     shrink_dtype = y.dtype if scale == 1.0 else buffer_dtype
     a = stacked_a_slices(a_stacked, shrink_dtype)  # [slots*n*r, H]
     r = a.shape[0] // (n * _as_3d(a_stacked[0]).shape[0])
     T = x.shape[0]
     xs = x.to(shrink_dtype)
-    if groups.dense:
+    if kernel is None and groups.dense:
         lo, hi = groups.span
         S = hi - lo
         b = stacked_b_blocks(b_stacked, y.dtype)  # [slots*n*r, sum(O)]
@@ -264,14 +305,12 @@ def lora_linear(y: torch.Tensor, x: torch.Tensor, a_stacked: tuple[torch.Tensor,
         y2[:, :sum(output_slices)] += wide.to(y.dtype) @ b[lo * n * r:hi * n * r]
         return
     bs = [stacked_b(t, y.dtype) for t in b_stacked]  # [slots*r, O_i] each
-    for slot in groups.slots:
+    for slot in slots:
         rows = groups.rows[slot]
         buf = _rows(xs, rows) @ a[slot * n * r:(slot + 1) * n * r].T  # [len, n*r]
         if scale != 1.0:
             buf = buf.mul_(scale)
         buf = buf.to(y.dtype)
-        offset = 0
-        for i, size in enumerate(output_slices):
-            _put(y2[:, offset:offset + size], rows, buf[:, i * r:(i + 1) * r] @ bs[i][slot * r:(slot + 1) * r],
-                 add=True)
-            offset += size
+        delta = torch.cat([buf[:, i * r:(i + 1) * r] @ bs[i][slot * r:(slot + 1) * r] for i in range(n)], 1)
+        # One add into y's leading columns (index_add_ into a column slice is ~10x slower).
+        _put(y2 if y2.shape[1] == delta.shape[1] else y2[:, :delta.shape[1]], rows, delta, add=True)

@@ -12,11 +12,16 @@ from typing import Any
 import torch
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
+from server.lora_ops import op
 from server.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
     groups: LoRAGroups | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        op.bind(self)
 
     def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs) -> None:
         super().update_metadata(mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
@@ -30,11 +35,21 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
     def add_lora_linear(self, y: torch.Tensor, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...],
                         lora_b_stacked: tuple[torch.Tensor, ...], scale: float,
                         output_slices: tuple[int, ...], *, buffer=None, **kwargs: Any) -> None:
-        groups = self._groups_for(x.view(-1, x.shape[-1]).shape[0])
-        if groups is None or buffer is not None:
+        if buffer is not None or kwargs:
             return super().add_lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
                                            buffer=buffer, **kwargs)
-        lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, groups)
+        # Through the opaque op: this method is traced when the model is compiled, the op is not.
+        op.lora_linear(y, x, list(lora_a_stacked), list(lora_b_stacked), scale, list(output_slices))
+
+    def lora_linear_now(self, y: torch.Tensor, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...],
+                        lora_b_stacked: tuple[torch.Tensor, ...], scale: float,
+                        output_slices: tuple[int, ...]) -> None:
+        """The op's body: the step's grouping, read now."""
+        groups = self._groups_for(x.view(-1, x.shape[-1]).shape[0])
+        if groups is None:
+            super().add_lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
+        else:
+            lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, groups)
 
     def add_shrink(self, y, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...], scale: float,
                    **kwargs: Any) -> None:

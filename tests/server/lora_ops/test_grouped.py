@@ -16,15 +16,22 @@ from vllm.lora.ops.torch_ops import bgmv_expand_slice, bgmv_shrink, sgmv_expand_
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 from vllm.lora.punica_wrapper.utils import compute_meta
 
-from server.lora_ops import grouped
+from server.lora_ops import grouped, native
 from server.lora_ops.grouped import LoRAGroups, expand, shrink
 from server.lora_ops.punica import GroupedPunicaWrapperCPU
 
 
-@pytest.fixture(params=["dense", "grouped"])
+@pytest.fixture(params=["native", "native+grouped", "dense", "grouped"])
 def form(request, monkeypatch):
-    """Run each test with each form forced (the size rule picks one per step in the engine)."""
-    monkeypatch.setattr(grouped, "DENSE_MAX_ROWS", 1 << 62 if request.param == "dense" else 0)
+    """Run each test with each form forced (size rules pick them per step in the engine):
+    the C++ kernel alone, the kernel with the grouped form for any adapter with >= 4 tokens,
+    and the two torch forms (what runs where the kernel cannot be built)."""
+    if request.param.startswith("native"):
+        assert native.library() is not None, "the kernel must build on the test machine"
+        monkeypatch.setattr(grouped, "GROUPED_MIN_TOKENS", 4 if request.param == "native+grouped" else 1 << 62)
+    else:
+        monkeypatch.setattr(native, "supports", lambda dtype: False)
+        monkeypatch.setattr(grouped, "DENSE_MAX_ROWS", 1 << 62 if request.param == "dense" else 0)
     return request.param
 
 
@@ -97,6 +104,7 @@ SHAPES = [  # tokens, slots, rank, size_in, slices
     (64, 5, 16, 512, (1408, 1408)),  # gate_up
     (200, 9, 8, 96, (40, 24)),  # odd sizes; rank 8 in a rank-16 stack is padded with zeros
     (300, 3, 32, 128, (256,)),
+    (7, 3, 1, 40, (24, 70)),  # rank 1, sizes off the kernel's blocks (padded there)
 ]
 
 
@@ -187,18 +195,16 @@ def test_no_adapter_slot():
     assert torch.equal(ours[[0, 2]], ref[[0, 2]])
 
 
-def test_install_points_cpu_platform_at_grouped_wrapper():
-    from vllm.lora.punica_wrapper.punica_selector import get_punica_wrapper
-    from vllm.platforms import current_platform
-
-    from server.lora_ops import install
-
-    cls = type(current_platform)
-    saved = cls.__dict__.get("get_punica_wrapper")
-    try:
-        assert install.install() == current_platform.is_cpu()
-        if current_platform.is_cpu():
-            assert isinstance(get_punica_wrapper(64, 4, "cpu"), GroupedPunicaWrapperCPU)
-    finally:
-        if saved is not None:
-            setattr(cls, "get_punica_wrapper", saved)
+def test_kernel_serves_small_groups_without_torch_forms(monkeypatch):
+    """With the kernel built, adapters with few tokens never reach the torch forms."""
+    def torch_form(*args):
+        raise AssertionError("torch form used")
+    monkeypatch.setattr(grouped, "stacked_a_slices", torch_form)
+    g = torch.Generator().manual_seed(13)
+    slices = (512, 512, 512)
+    a, b = weights(g, 9, 16, 512, slices, torch.bfloat16)
+    x = torch.randn(16, 512, generator=g).to(torch.bfloat16)
+    y0 = torch.randn(16, 1536, generator=g).to(torch.bfloat16)
+    ref, ours, magnitude = run_wrappers(layout(g, 16, 9, "decode"), slices, a, b, x, y0)
+    assert_matches(ours, ref, magnitude)
+    assert not torch.equal(ours, y0)
