@@ -17,7 +17,8 @@ from server.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
-    groups: LoRAGroups | None = None
+    groups: LoRAGroups | None = None  # the step's tokens (linear layers)
+    sampler_groups: LoRAGroups | None = None  # the step's sampled rows (lm_head)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -26,6 +27,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
     def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs) -> None:
         super().update_metadata(mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
         self.groups = LoRAGroups.from_indices(self.token_lora_indices)
+        self.sampler_groups = LoRAGroups.from_indices(self.sampler_indices)
 
     def _groups_for(self, num_tokens: int) -> LoRAGroups | None:
         # Inputs whose rows are not the step's tokens (none seen in vLLM 0.32): vLLM's own path.
@@ -50,6 +52,16 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
             super().add_lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
         else:
             lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, groups)
+
+    def add_lora_logits(self, y: torch.Tensor, x: torch.Tensor, lora_a_stacked: torch.Tensor,
+                        lora_b_stacked: torch.Tensor, scale, *, buffer=None, **kwargs: Any) -> None:
+        # Every LoRA server wraps lm_head, so this runs each step: with no adapter among the
+        # sampled rows it is a no-op here (vLLM's ops compute it anyway, for the last slot).
+        x2 = x.view(-1, x.shape[-1])
+        groups = self.sampler_groups
+        if buffer is not None or kwargs or groups is None or groups.num_tokens != x2.shape[0]:
+            return super().add_lora_logits(y, x, lora_a_stacked, lora_b_stacked, scale, buffer=buffer, **kwargs)
+        lora_linear(y, x2, (lora_a_stacked,), (lora_b_stacked,), scale, (lora_b_stacked.shape[-2],), groups)
 
     def add_shrink(self, y, x: torch.Tensor, lora_a_stacked: tuple[torch.Tensor, ...], scale: float,
                    **kwargs: Any) -> None:

@@ -208,3 +208,23 @@ def test_kernel_serves_small_groups_without_torch_forms(monkeypatch):
     ref, ours, magnitude = run_wrappers(layout(g, 16, 9, "decode"), slices, a, b, x, y0)
     assert_matches(ours, ref, magnitude)
     assert not torch.equal(ours, y0)
+
+
+@pytest.mark.parametrize("kind", ["decode", "one", "none"])
+def test_lora_logits_match_vllm(kind, form):
+    """LoRA on lm_head: the sampled rows against the vocabulary (a wide single slice)."""
+    g = torch.Generator().manual_seed(17)
+    rows, slots, rank, hidden, vocab = 12, 5, 16, 128, 520
+    a, b = weights(g, slots, rank, hidden, (vocab,), torch.bfloat16)
+    x = torch.randn(rows, hidden, generator=g).to(torch.bfloat16)
+    y0 = torch.randn(rows, vocab, generator=g).to(torch.bfloat16)
+    index = layout(g, rows, slots, kind)
+    outs = []
+    for cls in (PunicaWrapperCPU, GroupedPunicaWrapperCPU):
+        y = y0.clone()
+        reference_wrapper(index, slots, cls).add_lora_logits(y, x, a[0], b[0], 0.5)
+        outs.append(y)
+    magnitude = torch.zeros_like(y0)
+    reference_wrapper(index, slots).add_lora_logits(magnitude, x.abs(), a[0].abs(), b[0].abs(), 0.5)
+    assert_matches(outs[1], outs[0], magnitude)
+    assert torch.equal(outs[1], y0) == (kind == "none")
