@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 5)")
     p.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 20)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every contender this many times, in turn; figures are medians over the "
+                        "rounds (for shared or virtual machines, where one run's ratios are noisy)")
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in (args.concurrency or ("1,16" if args.quick else "1,4,16,32")).split(",")]
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 5.0)
@@ -59,15 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_contender(contender: Contender, args, all_workloads, results: dict, save) -> None:
+def run_contender(contender: Contender, args, all_workloads, results: dict, save, round_: int = 0) -> None:
     port = free_port()
-    server = contender.start(port, args.out / "logs" / f"{contender.name}.log")
+    log_name = contender.name if args.rounds == 1 else f"{contender.name}-round{round_ + 1}"
+    server = contender.start(port, args.out / "logs" / f"{log_name}.log")
     try:
         startup = server.wait_ready()
         contender.prepare(server)
         print(f"== {contender.name}: ready in {startup:.0f} s ({contender.description})", flush=True)
         results["startup_s"][contender.name] = startup
-        offset = 0  # prompt numbering runs across cells: no cell reuses another's prompts
+        offset = round_ * 1_000_000  # prompt numbering runs across cells and rounds: no prompt is reused
         for name in [w for w in args.workloads if w in contender.workloads]:
             workload = all_workloads[name]
             for conc in args.concurrency:
@@ -79,6 +83,7 @@ def run_contender(contender: Contender, args, all_workloads, results: dict, save
                 offset += len(records) + conc
                 stats = summarize(records, t_window, t_end, MAX_TOKENS)
                 results["cells"].append({"contender": contender.name, "workload": name, "concurrency": conc,
+                                         "round": round_ + 1,
                                          "peak_rss_bytes": server.window_peak_rss, "stats": stats.to_dict()})
                 save()
                 print(f"{contender.name:18s} {name:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
@@ -89,7 +94,8 @@ def run_contender(contender: Contender, args, all_workloads, results: dict, save
                     raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")
                 time.sleep(1.0)  # let cancelled requests drain before the next cell
     finally:
-        results["peak_rss_bytes"][contender.name] = server.peak_rss
+        results["peak_rss_bytes"][contender.name] = max(server.peak_rss or 0,
+                                                        results["peak_rss_bytes"].get(contender.name) or 0) or None
         results["notes"] += [f"{contender.name}: {n}" for n in contender.notes]
         server.stop()
         save()
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average at start "
                    f"{os.getloadavg()[0]:.1f}",
         "contenders": args.contenders, "workloads": args.workloads, "concurrency": args.concurrency,
-        "warmup_s": args.warmup, "duration_s": args.duration, "max_tokens": MAX_TOKENS,
+        "warmup_s": args.warmup, "duration_s": args.duration, "max_tokens": MAX_TOKENS, "rounds": args.rounds,
         "descriptions": {n: CONTENDERS[n].description for n in args.contenders},
         "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
     }
@@ -118,13 +124,14 @@ def main(argv: list[str] | None = None) -> None:
 
     failed = []
     try:
-        for name in args.contenders:
-            try:
-                run_contender(CONTENDERS[name](assets), args, all_workloads, results, save)
-            except Exception as exc:  # one broken contender should not cost the others' figures
-                print(f"!! {name} failed: {exc}", file=sys.stderr, flush=True)
-                results["notes"].append(f"{name} FAILED: {str(exc).splitlines()[0][:300]}")
-                failed.append(name)
+        for round_ in range(args.rounds):
+            for name in [n for n in args.contenders if n not in failed]:
+                try:
+                    run_contender(CONTENDERS[name](assets), args, all_workloads, results, save, round_)
+                except Exception as exc:  # one broken contender should not cost the others' figures
+                    print(f"!! {name} failed: {exc}", file=sys.stderr, flush=True)
+                    results["notes"].append(f"{name} FAILED: {str(exc).splitlines()[0][:300]}")
+                    failed.append(name)
     except KeyboardInterrupt:
         results["notes"].append("interrupted: partial results")
         failed.append("(interrupted)")

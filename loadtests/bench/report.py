@@ -27,8 +27,37 @@ def _ratio(a, b) -> float | None:
     return None if a is None or not b else a / b
 
 
+def _median(values: list):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def index(cells: list[dict]) -> dict[tuple[str, str, int], dict]:
-    return {(c["contender"], c["workload"], c["concurrency"]): c for c in cells}
+    """One cell per (contender, workload, concurrency); with --rounds > 1 each figure is the
+    median over the rounds (errors: the sum), so one disturbed round does not decide a ratio."""
+    groups: dict[tuple[str, str, int], list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["contender"], c["workload"], c["concurrency"]), []).append(c)
+    merged = {}
+    for key, group in groups.items():
+        if len(group) == 1:
+            merged[key] = group[0]
+            continue
+        stats = {}
+        for name, value in group[0]["stats"].items():
+            values = [g["stats"][name] for g in group]
+            if name == "errors":
+                stats[name] = sum(values)
+            elif isinstance(value, (int, float)) or value is None:
+                stats[name] = _median(values)
+            else:
+                stats[name] = value
+        merged[key] = {**group[0], "stats": stats, "rounds": len(group),
+                       "peak_rss_bytes": max(g["peak_rss_bytes"] or 0 for g in group) or None}
+    return merged
 
 
 def table(results: dict) -> str:
@@ -139,7 +168,9 @@ def render(results: dict, out: Path) -> str:
           f"Command: `{results['command']}`  \n"
           f"Date: {results['date']}; machine: {results['machine']}; "
           f"{results['warmup_s']:.0f} s warm-up + {results['duration_s']:.0f} s measured per cell; "
-          f"{results['max_tokens']} output tokens per request (greedy).\n\n"
+          f"{results['max_tokens']} output tokens per request (greedy)"
+          + (f"; {results['rounds']} rounds, contenders in turn each round, every figure the median "
+             f"over the rounds" if results.get("rounds", 1) > 1 else "") + ".\n\n"
           f"Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
           (f"\n\nNotes:\n{notes}" if notes else "") +
           f"\n\n## Table\n\n{table(results)}\n\n## Targets\n\n{targets(results)}\n\n"

@@ -61,3 +61,14 @@ def test_report_writes_table_targets_and_plots(tmp_path):
     assert "| 1 | 1.00x | 0.80x | PASS |" in md  # base on LoRA-enabled vs disabled
     assert "| 1 | 0.50x | 0.50x | - |" in md  # 8-LoRA mix vs base
     assert (tmp_path / "throughput.png").stat().st_size > 0 and (tmp_path / "ttft.png").exists()
+
+
+def test_rounds_are_merged_by_median():
+    rounds = [_cell("ours", "base", 16, tps, ttft) for tps, ttft in ((100, 10), (60, 30), (90, 12))]
+    for i, c in enumerate(rounds):
+        c["round"] = i + 1
+        c["stats"]["errors"] = i
+    merged = report.index(rounds)[("ours", "base", 16)]
+    assert merged["rounds"] == 3
+    assert merged["stats"]["tokens_per_s"] == 90 and merged["stats"]["ttft_p50_ms"] == 12
+    assert merged["stats"]["errors"] == 3
