@@ -72,9 +72,10 @@ class ServerConfig:
     """Serve PEFT prompt-tuning adapters (needs vLLM prompt embeddings)."""
 
     fast_lora_ops: bool = True
-    """On CPU, compute LoRA with this project's grouped ops (server/lora_ops: tokens grouped by
-    adapter, no per-token weight copies; same results as vLLM's) instead of vLLM's torch ops.
-    Off: vLLM's own. No effect on GPU, which keeps vLLM's kernels."""
+    """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first
+    use for adapters with few tokens in a step, grouped matmuls for the others; no per-token
+    weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled (vLLM
+    runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's kernels."""
 
     trust_remote_code: bool = False
     """Run Python code shipped inside the model directory. Off: only built-in architectures load."""

@@ -6,7 +6,8 @@
 
 Each contender is started in turn on the same bench model and adapters (built once under
 --assets), driven by the same closed-loop load generator (load.py), and killed afterwards (also
-on Ctrl-C or errors). Writes results.json, results.md (table + target checks) and PNG plots to
+on Ctrl-C or errors). With --rounds N all contenders stay up and every cell is measured N times,
+the contenders of a cell back to back, and reported as medians. Writes results.json, results.md (table + target checks) and PNG plots to
 --out, and prints the markdown.
 """
 
@@ -28,7 +29,7 @@ from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import run_cell, summarize
 from loadtests.bench.ours import Ours
-from loadtests.bench.procs import free_port, install_cleanup, stop_all
+from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
 from loadtests.bench.workloads import MAX_TOKENS, workloads
 
@@ -47,8 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 5)")
     p.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 20)")
     p.add_argument("--rounds", type=int, default=1,
-                   help="run every contender this many times, in turn; figures are medians over the "
-                        "rounds (for shared or virtual machines, where one run's ratios are noisy)")
+                   help="measure every cell this many times, all servers up and the contenders of a "
+                        "cell back to back; figures are medians over the rounds (for shared or "
+                        "virtual machines, where one run's ratios are noisy)")
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in (args.concurrency or ("1,16" if args.quick else "1,4,16,32")).split(",")]
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 5.0)
@@ -62,43 +64,102 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_contender(contender: Contender, args, all_workloads, results: dict, save, round_: int = 0) -> None:
-    port = free_port()
-    log_name = contender.name if args.rounds == 1 else f"{contender.name}-round{round_ + 1}"
-    server = contender.start(port, args.out / "logs" / f"{log_name}.log")
+def start(contender: Contender, args, results: dict) -> ServerProcess:
+    server = contender.start(free_port(), args.out / "logs" / f"{contender.name}.log")
     try:
         startup = server.wait_ready()
         contender.prepare(server)
-        print(f"== {contender.name}: ready in {startup:.0f} s ({contender.description})", flush=True)
-        results["startup_s"][contender.name] = startup
-        offset = round_ * 1_000_000  # prompt numbering runs across cells and rounds: no prompt is reused
-        for name in [w for w in args.workloads if w in contender.workloads]:
-            workload = all_workloads[name]
-            for conc in args.concurrency:
-                server.reset_window_peak()
-                base = offset
-                records, t_window, t_end = asyncio.run(run_cell(
-                    server.url, lambda i, base=base: contender.request(workload.target(i), base + i),
-                    concurrency=conc, warmup=args.warmup, duration=args.duration))
-                offset += len(records) + conc
-                stats = summarize(records, t_window, t_end, MAX_TOKENS)
-                results["cells"].append({"contender": contender.name, "workload": name, "concurrency": conc,
-                                         "round": round_ + 1,
-                                         "peak_rss_bytes": server.window_peak_rss, "stats": stats.to_dict()})
-                save()
-                print(f"{contender.name:18s} {name:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
-                      f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
-                      f"errors {stats.errors}  short {stats.short_outputs}"
-                      + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
-                if server.proc.poll() is not None:
-                    raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")
-                time.sleep(1.0)  # let cancelled requests drain before the next cell
-    finally:
-        results["peak_rss_bytes"][contender.name] = max(server.peak_rss or 0,
-                                                        results["peak_rss_bytes"].get(contender.name) or 0) or None
-        results["notes"] += [f"{contender.name}: {n}" for n in contender.notes]
+    except BaseException:
         server.stop()
-        save()
+        raise
+    print(f"== {contender.name}: ready in {startup:.0f} s ({contender.description})", flush=True)
+    results["startup_s"][contender.name] = startup
+    return server
+
+
+def stop(contender: Contender, server: ServerProcess, results: dict, save) -> None:
+    results["peak_rss_bytes"][contender.name] = server.peak_rss
+    results["notes"] += [f"{contender.name}: {n}" for n in contender.notes]
+    server.stop()
+    save()
+
+
+def measure(contender: Contender, server: ServerProcess, workload: str, conc: int, round_: int, args,
+            all_workloads, results: dict, save) -> None:
+    """One cell: warm-up then the measured window, appended to results["cells"]."""
+    server.reset_window_peak()
+    target = all_workloads[workload].target
+    # Prompt numbering unique per cell: no cell reuses another's prompts (prefix cache).
+    base = 1_000_000 * len(results["cells"])
+    records, t_window, t_end = asyncio.run(run_cell(
+        server.url, lambda i: contender.request(target(i), base + i),
+        concurrency=conc, warmup=args.warmup, duration=args.duration))
+    stats = summarize(records, t_window, t_end, MAX_TOKENS)
+    results["cells"].append({"contender": contender.name, "workload": workload, "concurrency": conc,
+                             "round": round_ + 1, "peak_rss_bytes": server.window_peak_rss,
+                             "stats": stats.to_dict()})
+    save()
+    print(f"{contender.name:18s} {workload:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
+          f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
+          f"errors {stats.errors}  short {stats.short_outputs}"
+          + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")
+    time.sleep(1.0)  # let cancelled requests drain before the next cell
+
+
+def cells_of(contender: Contender, args) -> list[tuple[str, int]]:
+    return [(w, c) for w in args.workloads if w in contender.workloads for c in args.concurrency]
+
+
+def run_in_turn(contenders: list[Contender], args, all_workloads, results: dict, save, failed: list) -> None:
+    """One round: each contender started, measured on all its cells, stopped, then the next."""
+    for contender in contenders:
+        try:
+            server = start(contender, args, results)
+            try:
+                for workload, conc in cells_of(contender, args):
+                    measure(contender, server, workload, conc, 0, args, all_workloads, results, save)
+            finally:
+                stop(contender, server, results, save)
+        except Exception as exc:  # one broken contender should not cost the others' figures
+            fail(contender, exc, results, failed)
+
+
+def run_interleaved(contenders: list[Contender], args, all_workloads, results: dict, save, failed: list) -> None:
+    """--rounds > 1: all servers started (one by one) and kept up; every round measures each cell
+    on every contender back to back, in an order rotated per round, so that a slow phase of a
+    shared machine hits all contenders of a cell alike. Idle servers use no CPU."""
+    servers = {}
+    try:
+        for contender in contenders:
+            try:
+                servers[contender.name] = start(contender, args, results)
+            except Exception as exc:
+                fail(contender, exc, results, failed)
+        up = [c for c in contenders if c.name in servers]
+        cells = sorted({cell for c in up for cell in cells_of(c, args)},
+                       key=lambda wc: (args.workloads.index(wc[0]), args.concurrency.index(wc[1])))
+        for round_ in range(args.rounds):
+            for workload, conc in cells:
+                turn = [c for c in up if (workload, conc) in cells_of(c, args) and c.name not in failed]
+                shift = round_ % len(turn) if turn else 0
+                for contender in turn[shift:] + turn[:shift]:
+                    try:
+                        measure(contender, servers[contender.name], workload, conc, round_, args,
+                                all_workloads, results, save)
+                    except Exception as exc:
+                        fail(contender, exc, results, failed)
+    finally:
+        for contender in contenders:
+            if contender.name in servers:
+                stop(contender, servers[contender.name], results, save)
+
+
+def fail(contender: Contender, exc: Exception, results: dict, failed: list) -> None:
+    print(f"!! {contender.name} failed: {exc}", file=sys.stderr, flush=True)
+    results["notes"].append(f"{contender.name} FAILED: {str(exc).splitlines()[0][:300]}")
+    failed.append(contender.name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,14 +185,9 @@ def main(argv: list[str] | None = None) -> None:
 
     failed = []
     try:
-        for round_ in range(args.rounds):
-            for name in [n for n in args.contenders if n not in failed]:
-                try:
-                    run_contender(CONTENDERS[name](assets), args, all_workloads, results, save, round_)
-                except Exception as exc:  # one broken contender should not cost the others' figures
-                    print(f"!! {name} failed: {exc}", file=sys.stderr, flush=True)
-                    results["notes"].append(f"{name} FAILED: {str(exc).splitlines()[0][:300]}")
-                    failed.append(name)
+        contenders = [CONTENDERS[name](assets) for name in args.contenders]
+        run = run_in_turn if args.rounds == 1 else run_interleaved
+        run(contenders, args, all_workloads, results, save, failed)
     except KeyboardInterrupt:
         results["notes"].append("interrupted: partial results")
         failed.append("(interrupted)")

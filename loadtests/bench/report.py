@@ -169,8 +169,8 @@ def render(results: dict, out: Path) -> str:
           f"Date: {results['date']}; machine: {results['machine']}; "
           f"{results['warmup_s']:.0f} s warm-up + {results['duration_s']:.0f} s measured per cell; "
           f"{results['max_tokens']} output tokens per request (greedy)"
-          + (f"; {results['rounds']} rounds, contenders in turn each round, every figure the median "
-             f"over the rounds" if results.get("rounds", 1) > 1 else "") + ".\n\n"
+          + (f"; {results['rounds']} rounds (all servers up, the contenders of a cell measured back to "
+             f"back), every figure the median over the rounds" if results.get("rounds", 1) > 1 else "") + ".\n\n"
           f"Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
           (f"\n\nNotes:\n{notes}" if notes else "") +
           f"\n\n## Table\n\n{table(results)}\n\n## Targets\n\n{targets(results)}\n\n"
