@@ -84,6 +84,7 @@ def library() -> ctypes.CDLL | None:
         fn = getattr(lib, symbol)
         fn.argtypes = _ARGTYPES
         fn.restype = None
+    lib.lora_bf16_paired_layout.restype = ctypes.c_int
     return lib
 
 
@@ -109,14 +110,21 @@ class Kernel:
 
     def __init__(self, a: list[torch.Tensor], b: list[torch.Tensor], output_slices: tuple[int, ...]):
         slots, rank, hidden = a[0].shape
-        rank_p, hidden_p = _round_up(rank, 8), _round_up(hidden, 16)
-        packed_a = [_padded(t, slots, rank_p, hidden_p).view(slots, rank_p // 8, 8, hidden_p // 16, 16)
+        # bf16 on CPUs with AVX512_BF16: columns 32 at a time and ranks in pairs (see bgmv.cpp).
+        paired = a[0].dtype == torch.bfloat16 and library().lora_bf16_paired_layout() == 1
+        cols = 32 if paired else 16
+        rank_p, hidden_p = _round_up(rank, 8), _round_up(hidden, cols)
+        packed_a = [_padded(t, slots, rank_p, hidden_p).view(slots, rank_p // 8, 8, hidden_p // cols, cols)
                     .permute(0, 1, 3, 2, 4).contiguous() for t in a]
         packed_b = []
         for t in b:
             out_p = _round_up(t.shape[1], 64)
             bt = _padded(t.transpose(1, 2), slots, rank_p, out_p)  # [slots, r, O]
-            packed_b.append(bt.view(slots, rank_p, out_p // 64, 64).permute(0, 2, 1, 3).contiguous())
+            if paired:  # [slots, O/64, r/2, 64, 2]
+                bt = bt.view(slots, rank_p // 2, 2, out_p // 64, 64).permute(0, 3, 1, 4, 2)
+            else:  # [slots, O/64, r, 64]
+                bt = bt.view(slots, rank_p, out_p // 64, 64).permute(0, 2, 1, 3)
+            packed_b.append(bt.contiguous())
         self._tensors = (*packed_a, *packed_b)
         self._sizes = torch.tensor(output_slices, dtype=torch.int64)
         self._weights = (ctypes.c_void_p * (2 * len(a)))(*[t.data_ptr() for t in self._tensors])
