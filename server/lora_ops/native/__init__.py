@@ -2,7 +2,7 @@
 
 Built for the machine it runs on (-march=native) into a cache folder keyed by the source, the
 flags and the CPU, once per machine (tens of milliseconds; no torch headers involved). Without a
-compiler, or if the build fails, `kernel()` returns None and the torch forms of
+compiler, or if the build fails, `library()` returns None and the torch forms of
 `server.lora_ops.grouped` are used instead, with one warning.
 """
 
@@ -24,7 +24,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("bgmv.cpp")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-shared", "-fPIC", "-std=c++17"]
 CACHE_ENV = "ADAPTER_SERVE_KERNEL_CACHE"
 """Where built kernels go (default: $XDG_CACHE_HOME/adapter-serve/kernels, else ~/.cache/...)."""
 

@@ -4,7 +4,9 @@
 // there are all call overhead and padding. Here every token reads its adapter's A and B in
 // place (no copies) and does the minimal flops: VDPBF16PS for bf16 where the CPU has
 // AVX512_BF16, AVX-512 float FMAs otherwise where the compiler targets it (-march=native), else
-// loops the compiler vectorises (omp simd). With many adapters the step is bound by reading
+// loops the compiler vectorises (omp simd). One thread: it runs inside vLLM's CPU worker, whose
+// threads vLLM sizes and pins itself; a parallel region of our own oversubscribed its core (an
+// OpenMP team spinning at barriers on one core stalled steps for seconds). With many adapters the step is bound by reading
 // their weights from memory (software prefetch measured slower than the hardware's).
 //
 // Numerics follow vLLM's CPU reference ops: the shrink accumulates in float32 and is scaled
@@ -157,10 +159,8 @@ void lora_linear(const T* x, int64_t x_stride, T* y, int64_t y_stride, const int
                  int64_t n_slices, const T* const* a, const T* const* bt, const int64_t* out_sizes,
                  float scale) {
   const int64_t hidden_p = round_up(hidden, kCols);
-#pragma omp parallel if (tokens * hidden * rank * n_slices >= (int64_t)1 << 22)
   {
     std::vector<float> xf(hidden_p, 0.f), buf(rank);
-#pragma omp for schedule(static)
     for (int64_t i_t = 0; i_t < tokens; ++i_t) {
       const int64_t t = order[i_t];
       const int64_t s = slot[t];
@@ -193,11 +193,9 @@ void lora_linear_paired(const bf16* x, int64_t x_stride, bf16* y, int64_t y_stri
                         int64_t n_slices, const bf16* const* a, const bf16* const* bt,
                         const int64_t* out_sizes, float scale) {
   const int64_t hidden_p = round_up(hidden, 32);
-#pragma omp parallel if (tokens * hidden * rank * n_slices >= (int64_t)1 << 22)
   {
     std::vector<bf16> xb(hidden_p, bf16{0});
     std::vector<bf16> buf(rank);
-#pragma omp for schedule(static)
     for (int64_t i_t = 0; i_t < tokens; ++i_t) {
       const int64_t t = order[i_t];
       const int64_t s = slot[t];
