@@ -92,7 +92,10 @@ async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, w
     records: list[Record] = []
     counter = itertools.count()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
-    connector = aiohttp.TCPConnector(limit=concurrency + 4)
+    # Idle connections are dropped after 2 s, before the servers' keep-alive timeout (uvicorn's
+    # 5 s, ours and vLLM's): otherwise a request sent on a connection the server is closing
+    # fails with ServerDisconnectedError (seen in slow phases, for every contender).
+    connector = aiohttp.TCPConnector(limit=concurrency + 4, keepalive_timeout=2)
     async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as session:
         t0 = time.perf_counter()
         t_window, t_end = t0 + warmup, t0 + warmup + duration
