@@ -116,7 +116,7 @@ def targets(results: dict) -> str:
         if ours is None and stock is None:
             continue
         verdict = "-" if ours is None else ("PASS" if ours >= 0.95 else "MISS")
-        lines.append(f"| {conc} | {_fmt(ours, 2)}x | {_fmt(stock, 2)}x | {verdict} |")
+        lines.append(f"| {conc} | {_fmt(ours, 2)}x | {_fmt(stock, 2)}x | {verdict} |".replace("| -x", "| -"))
 
     lines.append("\n**8-LoRA mix vs base, same server** (measured; stock vLLM on this CPU ~0.42x at 16)\n")
     lines.append("| conc. | ours | stock vLLM | hf-peft |")
