@@ -3,20 +3,24 @@
 vLLM's CPU ops (`vllm/lora/ops/torch_ops/lora_ops.py`) gather each token's adapter matrices
 (`lora_weights[token_indices]`, a `[T, rank, hidden]` copy per call) and contract them with
 einsum. Here the tokens of a step are grouped by adapter once (`LoRAGroups`, per engine step)
-and every layer runs dense matmuls against the stacked weights in place. Two forms, chosen per
-step by size (see `DENSE_MAX_ROWS`, measured with `python -m server.lora_ops.bench`):
+and every layer works on the stacked weights in place. Where the C++ kernel could be built
+(`server.lora_ops.native`, on first use):
+
+- kernel (BGMV): each token against its own adapter's packed weights, minimal flops and no
+  matmul call overhead; for every adapter with fewer than `GROUPED_MIN_TOKENS` tokens in the
+  step (decode, short prefills);
+- grouped (SGMV, as in Punica / S-LoRA) for the others: per adapter, `x[rows] @ A_l^T @ B_l^T`
+  on its tokens only (a slice when they are one run, a gather otherwise).
+
+Without the kernel, two torch forms, chosen per step by size (`DENSE_MAX_ROWS`):
 
 - dense: one matmul of all tokens against the stacked A of the adapter slots in use
   `[T, H] @ [H, S*r]`, a mask that keeps each token's own adapter block, and one matmul against
   the stacked B `[T, S*r] @ [S*r, O]`. Masked entries are exact zeros, so the sums are those of
   the per-token form; costs S times the flops of the LoRA, but two big calls instead of a loop.
-  Best for decode-sized steps.
-- grouped (SGMV, as in Punica / S-LoRA): per adapter in use, `x[rows] @ A_l^T @ B_l^T` on its
-  tokens only (a slice when they are one run, a gather otherwise). Best for prefill-sized steps.
+- grouped, as above, for every adapter.
 
-- native (BGMV): each token against its own adapter's weights, in place, in C++
-  (`server.lora_ops.native`, built on first use). Minimal flops and no matmul call overhead:
-  best for decode-sized steps by far; used up to `NATIVE_MAX_TOKENS` when it could be built.
+All forms are timed by `python -m server.lora_ops.bench --forms`.
 
 Tokens with slot -1 (no adapter) are skipped: the LoRA adds nothing to them. Note that vLLM's
 reference ops index with -1 too, which in PyTorch selects the *last* slot, so they apply the
