@@ -71,6 +71,12 @@ class ServerConfig:
     enable_soft_prompts: bool = True
     """Serve PEFT prompt-tuning adapters (needs vLLM prompt embeddings)."""
 
+    soft_prompt_kv_cache_mib: float = 64.0
+    """Memory for the keys and values of soft prompts' virtual tokens, computed by a soft
+    prompt's first request and reused by the next ones (per soft prompt and LoRA, least recently
+    used dropped first). Each entry takes the KV blocks its virtual tokens span. 0: off, every
+    request computes them."""
+
     fast_lora_ops: bool = True
     """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first
     use for adapters with few tokens in a step, grouped matmuls for the others; no per-token

@@ -9,7 +9,7 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import vllm_plugin
+from server import soft_prompt_cache, vllm_plugin
 from server.config import ServerConfig
 from server.lora_ops import install as lora_ops_install
 
@@ -39,6 +39,9 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         max_lora_rank=config.max_lora_rank,
         max_cpu_loras=config.max_cpu_loras,
         enable_prompt_embeds=config.enable_soft_prompts,
+        kv_transfer_config=(soft_prompt_cache.kv_transfer_config(config.soft_prompt_kv_cache_mib)
+                            if config.enable_soft_prompts and config.soft_prompt_kv_cache_mib > 0
+                            else None),
         enable_log_requests=False,
     )
 

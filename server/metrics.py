@@ -24,6 +24,9 @@ class Metrics:
         self.prompt_tokens = Counter(
             "server_prompt_tokens", "Prompt tokens processed (virtual tokens included).",
             _REQUEST_LABELS, registry=registry)
+        self.cached_prompt_tokens = Counter(
+            "server_cached_prompt_tokens", "Prompt tokens whose KV came from a cache (prefix "
+            "cache, soft-prompt cache) instead of being computed.", _REQUEST_LABELS, registry=registry)
         self.generation_tokens = Counter(
             "server_generation_tokens", "Tokens generated.", _REQUEST_LABELS, registry=registry)
         self.time_to_first_token = Histogram(

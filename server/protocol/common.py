@@ -25,10 +25,17 @@ def _is_none(value) -> bool:
 ExtensionIds = Annotated[list[int] | None, Field(default=None, exclude_if=_is_none)]
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int
+    """Prompt tokens whose keys and values came from a cache instead of being computed: the
+    prefix cache, and a soft prompt's virtual tokens after its first request."""
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]

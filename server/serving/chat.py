@@ -63,11 +63,12 @@ async def create_chat_completion(
     def token_ids(o):
         return list(o.token_ids) if request.return_token_ids else None
 
+    counter = common.UsageCounter(prompt_tokens)
     if not request.stream:
-        choices, generated = [], 0
-        async for _, out in outputs:
+        choices = []
+        async for i, out in outputs:
+            counter.add(i, out)
             for o in out.outputs:
-                generated += len(o.token_ids)
                 choices.append(ChatChoice(
                     index=o.index, message=AssistantMessage(content=o.text),
                     finish_reason=common.finish_reason(o.finish_reason),
@@ -75,7 +76,7 @@ async def create_chat_completion(
         choices.sort(key=lambda c: c.index)
         return ChatCompletionResponse(
             id=rid, created=created, model=request.model, choices=choices,
-            usage=common.usage(prompt_tokens, generated),
+            usage=counter.usage(),
             prompt_token_ids=prompt.token_ids if request.return_token_ids else None)
 
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -85,11 +86,10 @@ async def create_chat_completion(
                                    choices=choices, usage=usage)
 
     async def chunks() -> AsyncIterator[ChatCompletionChunk]:
-        generated = 0
         opened: set[int] = set()
-        async for _, out in outputs:
+        async for i, out in outputs:
+            counter.add(i, out)
             for o in out.outputs:
-                generated += len(o.token_ids)
                 if o.index not in opened:
                     # OpenAI opens every choice with a role-only delta.
                     opened.add(o.index)
@@ -100,6 +100,6 @@ async def create_chat_completion(
                         index=o.index, delta=Delta(content=o.text or None) if o.text else Delta(),
                         finish_reason=finish, logprobs=logprobs(o), token_ids=token_ids(o))])
         if include_usage:
-            yield chunk([], common.usage(prompt_tokens, generated))
+            yield chunk([], counter.usage())
 
     return common.sse_stream(chunks())

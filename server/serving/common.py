@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from pydantic import BaseModel
+from vllm.outputs import RequestOutput
 
 from server.errors import APIError
-from server.protocol.common import SamplingRequest, Usage
+from server.protocol.common import PromptTokensDetails, SamplingRequest, Usage
 from server.serving.targets import Target, resolve_target
 from server.state import ServerState
 
@@ -27,9 +28,22 @@ async def target_for(state: ServerState, request: SamplingRequest) -> Target:
                                 request.soft_prompt)
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                 total_tokens=prompt_tokens + completion_tokens)
+class UsageCounter:
+    """Tokens generated so far, and the cached prompt tokens of each engine request."""
+
+    def __init__(self, prompt_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self._cached: dict[int, int] = {}
+
+    def add(self, prompt_index: int, output: RequestOutput) -> None:
+        self.completion_tokens += sum(len(o.token_ids) for o in output.outputs)
+        self._cached[prompt_index] = output.num_cached_tokens or 0
+
+    def usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     total_tokens=self.prompt_tokens + self.completion_tokens,
+                     prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(self._cached.values())))
 
 
 def finish_reason(reason: str | None) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from vllm.outputs import CompletionOutput
 
 from server.errors import bad_request
+from server.protocol.common import Usage
 from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from server.serving import common
 from server.serving.generation import generate
@@ -67,33 +68,31 @@ async def create_completion(
             prompt_token_ids=prompt.token_ids if request.return_token_ids and first else None,
         )
 
-    def response(choices: list[CompletionChoice], completion_tokens: int | None) -> CompletionResponse:
-        return CompletionResponse(
-            id=rid, created=created, model=request.model, choices=choices,
-            usage=None if completion_tokens is None else common.usage(prompt_tokens, completion_tokens))
+    def response(choices: list[CompletionChoice], usage: Usage | None = None) -> CompletionResponse:
+        return CompletionResponse(id=rid, created=created, model=request.model, choices=choices,
+                                  usage=usage)
 
+    counter = common.UsageCounter(prompt_tokens)
     if not request.stream:
-        choices, generated = [], 0
+        choices = []
         async for i, out in outputs:
-            for o in out.outputs:
-                choices.append(choice(i, o, True))
-                generated += len(o.token_ids)
+            counter.add(i, out)
+            choices.extend(choice(i, o, True) for o in out.outputs)
         choices.sort(key=lambda c: c.index)
-        return response(choices, generated)
+        return response(choices, counter.usage())
 
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
     async def chunks() -> AsyncIterator[CompletionResponse]:
-        generated = 0
         text_so_far: dict[tuple[int, int], int] = {}  # (prompt, choice) -> characters sent
         async for i, out in outputs:
+            counter.add(i, out)
             for o in out.outputs:
-                generated += len(o.token_ids)
                 key = (i, o.index)
                 c = choice(i, o, first=key not in text_so_far, offset=text_so_far.get(key, 0))
                 text_so_far[key] = text_so_far.get(key, 0) + len(c.text)
-                yield response([c], None)
+                yield response([c])
         if include_usage:
-            yield response([], generated)
+            yield response([], counter.usage())
 
     return common.sse_stream(chunks())

@@ -48,6 +48,7 @@ async def generate(
     started = time.perf_counter()
     first_token_at = None
     generated = 0
+    cached: dict[int, int] = {}  # prompt index -> its cached prompt tokens
     status = "error"
     streams = [
         engine.generate(engine_input(target, ids), params, f"{request_id}-{i}",
@@ -61,6 +62,7 @@ async def generate(
                 first_token_at = time.perf_counter()
                 m.time_to_first_token.labels(*labels).observe(first_token_at - started)
             generated += new_tokens
+            cached[index] = output.num_cached_tokens or 0
             yield index, output
         status = "ok"
     except (asyncio.CancelledError, GeneratorExit):
@@ -79,4 +81,5 @@ async def generate(
         m.requests.labels(*labels, status).inc()
         m.prompt_tokens.labels(*labels).inc(
             sum(len(p) for p in prompts) + target.num_virtual_tokens * len(prompts))
+        m.cached_prompt_tokens.labels(*labels).inc(sum(cached.values()))
         m.generation_tokens.labels(*labels).inc(generated)

@@ -50,3 +50,15 @@ def test_soft_prompt_label_and_error_counts(client, http):
     errors = {"endpoint": "/v1/completions", "status": "404"}
     assert value(after, "server_errors_total", **errors) - \
         value(before, "server_errors_total", **errors) == 1
+
+
+def test_cached_prompt_tokens_by_soft_prompt(client, http):
+    """The soft prompt's virtual tokens, computed once, are cached prompt tokens from then on."""
+    labels = {"adapter": "lora-a", "soft_prompt": "prompt-a"}
+    before = scrape(http)
+    usages = [client.completions.create(model="lora-a", prompt=f"again {i}", max_tokens=2,
+                                        extra_body={"soft_prompt": "prompt-a"}).usage
+              for i in range(2)]
+    cached = value(scrape(http), "server_cached_prompt_tokens_total", **labels) - \
+        value(before, "server_cached_prompt_tokens_total", **labels)
+    assert cached == sum(u.prompt_tokens_details.cached_tokens for u in usages) >= 8

@@ -66,6 +66,30 @@ def test_mixed_concurrent_batches_equal_single_requests(client, tiny):
     assert together == alone * 2
 
 
+@pytest.mark.parametrize("virtual", [5, 150])
+def test_virtual_tokens_computed_once_then_reused(client, server, tiny, tmp_path, virtual):
+    """A soft prompt's first request computes its virtual tokens; the next ones load their keys
+    and values (server.soft_prompt_cache), shown as cached prompt tokens, with PEFT's output.
+    150 virtual tokens span two 128-token KV blocks: the first whole block comes from vLLM's
+    prefix cache, the rest from the soft-prompt cache. Each LoRA under it is a cache entry."""
+    name = f"fresh-{virtual}"
+    path = publish(build_prompt_tuning_adapter(tiny["base"], tmp_path / name,
+                                               num_virtual_tokens=virtual, seed=virtual),
+                   server.adapters, name)
+    tok = oracle.tokenizer(tiny["base"])
+    for lora in (None, "lora-a"):
+        for i, (text, cached) in enumerate([("computed here", 0), ("then reused", virtual),
+                                            ("reused again", virtual)]):
+            ids = tok.encode(text)
+            got, usage = (served(client, lora, ids, soft_prompt=name) if lora
+                          else served(client, name, ids))
+            expected = (oracle.greedy_stacked(tiny["base"], ids, MAX_NEW, tiny[lora], path) if lora
+                        else oracle.greedy(tiny["base"], ids, MAX_NEW, path))
+            assert got == expected, (lora, i)
+            assert got != (served(client, lora or "base", ids)[0])  # the soft prompt matters
+            assert usage.prompt_tokens_details.cached_tokens == cached, (lora, i)
+
+
 def test_soft_prompt_sampling_and_streaming(client):
     kw = dict(model="lora-b", prompt="sample me", max_tokens=10, temperature=1.0, seed=9, n=2,
               extra_body={"soft_prompt": "prompt-a"})
