@@ -118,6 +118,19 @@ def targets(results: dict) -> str:
         verdict = "-" if ours is None else ("PASS" if ours >= 0.95 else "MISS")
         lines.append(f"| {conc} | {_fmt(ours, 2)}x | {_fmt(stock, 2)}x | {verdict} |".replace("| -x", "| -"))
 
+    lines.append("\n**Soft prompt vs base, same server** (target for ours: tokens/s >= 0.95x, "
+                 "TTFT p50 <= 1.25x)\n")
+    lines.append("| conc. | contender | tokens/s ratio | TTFT p50 ratio | verdict |")
+    lines.append("|---:|---|---:|---:|---|")
+    for conc in results["concurrency"]:
+        for c in ("ours", REFERENCE):
+            tok, ttft = (_ratio(stat(c, "soft", conc, key), stat(c, "base", conc, key))
+                         for key in ("tokens_per_s", "ttft_p50_ms"))
+            if tok is None or ttft is None:
+                continue
+            verdict = ("PASS" if tok >= 0.95 and ttft <= 1.25 else "MISS") if c == "ours" else "-"
+            lines.append(f"| {conc} | {c} | {tok:.2f}x | {ttft:.2f}x | {verdict} |")
+
     lines.append("\n**8-LoRA mix vs base, same server** (measured; stock vLLM on this CPU ~0.42x at 16)\n")
     lines.append("| conc. | ours | stock vLLM | hf-peft |")
     lines.append("|---:|---:|---:|---:|")

@@ -15,6 +15,7 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
     KVConnectorRole,
 )
 from vllm.logger import init_logger
+from vllm.v1.metrics.cache_hit_source import CacheHitSource
 
 from server.soft_prompt_cache.blocks import BlockStore
 from server.soft_prompt_cache.plan import Planner, StepPlan
@@ -37,6 +38,8 @@ class SoftPromptCacheMetadata(KVConnectorMetadata):
 
 
 class SoftPromptKVConnector(KVConnectorBase_V1):
+    _cache_hit_source = CacheHitSource.DEVICE  # the copies live next to the KV cache
+
     def __init__(self, vllm_config: VllmConfig, role: KVConnectorRole,
                  kv_cache_config: KVCacheConfig | None = None) -> None:
         super().__init__(vllm_config=vllm_config, role=role, kv_cache_config=kv_cache_config)

@@ -48,11 +48,12 @@ def _cell(contender, workload, conc, tok, ttft):
 def test_report_writes_table_targets_and_plots(tmp_path):
     results = {
         "command": "x", "date": "d", "machine": "m", "warmup_s": 1, "duration_s": 2, "max_tokens": 64,
-        "contenders": ["ours", "stock-vllm", "stock-vllm-nolora"], "workloads": ["base", "lora-8"],
+        "contenders": ["ours", "stock-vllm", "stock-vllm-nolora"], "workloads": ["base", "lora-8", "soft"],
         "concurrency": [1, 16], "descriptions": {}, "notes": [],
         "cells": [_cell("ours", "base", 1, 100, 10), _cell("stock-vllm", "base", 1, 80, 10),
                   _cell("stock-vllm-nolora", "base", 1, 100, 9), _cell("ours", "lora-8", 1, 50, 20),
-                  _cell("stock-vllm", "lora-8", 1, 40, 12)],
+                  _cell("stock-vllm", "lora-8", 1, 40, 12), _cell("ours", "soft", 1, 96, 12),
+                  _cell("stock-vllm", "soft", 1, 60, 30)],
     }
     md = report.render(results, tmp_path)
     assert "| base | 1 | ours | 100 |" in md and "| 1.25x | 1.00x |" in md
@@ -60,6 +61,8 @@ def test_report_writes_table_targets_and_plots(tmp_path):
     assert "| lora-8 | 1 | 1.25x | 1.67x | MISS |" in md
     assert "| 1 | 1.00x | 0.80x | PASS |" in md  # base on LoRA-enabled vs disabled
     assert "| 1 | 0.50x | 0.50x | - |" in md  # 8-LoRA mix vs base
+    assert "| 1 | ours | 0.96x | 1.20x | PASS |" in md  # soft prompt vs base
+    assert "| 1 | stock-vllm | 0.75x | 3.00x | - |" in md
     assert (tmp_path / "throughput.png").stat().st_size > 0 and (tmp_path / "ttft.png").exists()
 
 
