@@ -68,7 +68,6 @@ class Planner:
         self._requests: dict[str, tuple[bytes, int]] = {}  # request id -> (key, virtual tokens)
         self._offered: dict[str, tuple[bytes, int]] = {}  # request id -> (key, first token)
         self._loading: dict[str, tuple[bytes, int]] = {}  # loads admitted this step
-        self._plan = StepPlan()
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -101,19 +100,20 @@ class Planner:
 
     def build(self, scheduled_new, scheduled_cached, num_scheduled: dict[str, int]) -> StepPlan:
         """This step's plan; `scheduled_*` are the scheduler output's request lists."""
-        plan, self._plan = self._plan, StepPlan()
-        for req_id, block_ids, num_computed in self._scheduled(scheduled_new, scheduled_cached):
-            entry = self._requests.get(req_id)
-            if entry is None:
-                continue
-            key, count = entry
-            blocks = self.blocks_for(count)
+        plan = StepPlan()
+        started = [(req_id, blocks, computed, self._requests[req_id])
+                   for req_id, blocks, computed in self._scheduled(scheduled_new, scheduled_cached)
+                   if req_id in self._requests]
+        # Loads first: they make their entries the most recent before a save evicts any.
+        for req_id, block_ids, _, (key, count) in started:
             load = self._loading.pop(req_id, None)
             if load is not None:
                 first = load[1] // self.block_size
-                plan.loads.append(Load(key, first, block_ids[first:blocks]))
+                plan.loads.append(Load(key, first, block_ids[first:self.blocks_for(count)]))
                 self._stored.move_to_end(key)
-            elif key not in self._stored and num_computed + num_scheduled[req_id] >= count:
+        for req_id, block_ids, computed, (key, count) in started:
+            if key not in self._stored and computed + num_scheduled[req_id] >= count:
+                blocks = self.blocks_for(count)
                 plan.saves.append(Save(key, block_ids[:blocks]))
                 self._store(key, blocks * self.block_bytes, plan)
         self._loading.clear()

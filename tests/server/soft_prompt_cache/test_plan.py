@@ -122,6 +122,19 @@ def test_least_recently_used_entry_is_evicted_over_budget():
     assert p.matched_tokens(reqs[1], 0) == 0 and p.matched_tokens(reqs[0], 0) == 3
 
 
+def test_entry_loaded_in_a_step_is_not_the_one_its_saves_evict():
+    p = planner(budget_blocks=2)
+    old, newer, fresh = (request(str(i), rows=torch.full((3, HIDDEN), float(i))) for i in range(3))
+    loader = request("loader", rows=torch.full((3, HIDDEN), 0.0))
+    for r in (old, newer, fresh, loader):
+        p.add_request(r)
+    key_old = step(p, (old, [1, 2], 0, 8)).saves[0].key
+    key_newer = step(p, (newer, [3, 4], 0, 8)).saves[0].key
+    # One step: `fresh` saves (over budget) while `loader` loads the least recent entry.
+    plan = step(p, (fresh, [5, 6], 0, 8), (loader, [7, 8], 0, 5))
+    assert [op.key for op in plan.loads] == [key_old] and plan.evictions == [key_newer]
+
+
 def test_resumed_request_loads_into_all_its_new_blocks():
     p = planner()
     a, b = request("a", virtual=6), request("b", virtual=6)
