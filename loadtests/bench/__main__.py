@@ -129,7 +129,9 @@ def run_in_turn(contenders: list[Contender], args, all_workloads, results: dict,
 def run_interleaved(contenders: list[Contender], args, all_workloads, results: dict, save, failed: list) -> None:
     """--rounds > 1: all servers started (one by one) and kept up; every round measures each cell
     on every contender back to back, in an order rotated per round, so that a slow phase of a
-    shared machine hits all contenders of a cell alike. Idle servers use no CPU."""
+    shared machine hits all contenders of a cell alike. The cells themselves run in reverse
+    order every other round, so that same-server ratios (soft/base, 8-LoRA/base) do not depend
+    on where a workload sits in the round. Idle servers use no CPU."""
     servers = {}
     try:
         for contender in contenders:
@@ -141,7 +143,7 @@ def run_interleaved(contenders: list[Contender], args, all_workloads, results: d
         cells = sorted({cell for c in up for cell in cells_of(c, args)},
                        key=lambda wc: (args.workloads.index(wc[0]), args.concurrency.index(wc[1])))
         for round_ in range(args.rounds):
-            for workload, conc in cells:
+            for workload, conc in (cells if round_ % 2 == 0 else cells[::-1]):
                 turn = [c for c in up if (workload, conc) in cells_of(c, args) and c.name not in failed]
                 shift = round_ % len(turn) if turn else 0
                 for contender in turn[shift:] + turn[:shift]:
