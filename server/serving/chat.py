@@ -52,8 +52,9 @@ async def create_chat_completion(
         raise
     rid = common.request_id("chatcmpl")
     created = int(time.time())
+    counter = common.UsageCounter(prompt_tokens)
     outputs = await common.started(
-        generate(state, target, "chat", rid, [prompt.token_ids], params))
+        generate(state, target, "chat", rid, [prompt.token_ids], params, counter))
 
     def logprobs(o):
         if top_logprobs is None:
@@ -63,11 +64,9 @@ async def create_chat_completion(
     def token_ids(o):
         return list(o.token_ids) if request.return_token_ids else None
 
-    counter = common.UsageCounter(prompt_tokens)
     if not request.stream:
         choices = []
-        async for i, out in outputs:
-            counter.add(i, out)
+        async for _, out in outputs:
             for o in out.outputs:
                 choices.append(ChatChoice(
                     index=o.index, message=AssistantMessage(content=o.text),
@@ -87,8 +86,7 @@ async def create_chat_completion(
 
     async def chunks() -> AsyncIterator[ChatCompletionChunk]:
         opened: set[int] = set()
-        async for i, out in outputs:
-            counter.add(i, out)
+        async for _, out in outputs:
             for o in out.outputs:
                 if o.index not in opened:
                     # OpenAI opens every choice with a role-only delta.

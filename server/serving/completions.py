@@ -47,9 +47,9 @@ async def create_completion(
         raise
     rid = common.request_id("cmpl")
     created = int(time.time())
-    outputs = await common.started(
-        generate(state, target, "completions", rid, [p.token_ids for p in prompts], params))
-    prompt_tokens = sum(len(p.token_ids) + virtual for p in prompts)
+    counter = common.UsageCounter(sum(len(p.token_ids) + virtual for p in prompts))
+    outputs = await common.started(generate(
+        state, target, "completions", rid, [p.token_ids for p in prompts], params, counter))
 
     def choice(prompt_index: int, out: CompletionOutput, first: bool,
                offset: int = 0) -> CompletionChoice:
@@ -72,11 +72,9 @@ async def create_completion(
         return CompletionResponse(id=rid, created=created, model=request.model, choices=choices,
                                   usage=usage)
 
-    counter = common.UsageCounter(prompt_tokens)
     if not request.stream:
         choices = []
         async for i, out in outputs:
-            counter.add(i, out)
             choices.extend(choice(i, o, True) for o in out.outputs)
         choices.sort(key=lambda c: c.index)
         return response(choices, counter.usage())
@@ -86,7 +84,6 @@ async def create_completion(
     async def chunks() -> AsyncIterator[CompletionResponse]:
         text_so_far: dict[tuple[int, int], int] = {}  # (prompt, choice) -> characters sent
         async for i, out in outputs:
-            counter.add(i, out)
             for o in out.outputs:
                 key = (i, o.index)
                 c = choice(i, o, first=key not in text_so_far, offset=text_so_far.get(key, 0))

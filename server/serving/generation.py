@@ -16,6 +16,7 @@ from vllm.utils.async_utils import merge_async_iterators
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.errors import APIError
+from server.serving.common import UsageCounter
 from server.serving.targets import Target
 from server.state import ServerState
 
@@ -33,8 +34,10 @@ async def generate(
     request_id: str,
     prompts: list[list[int]],
     params: SamplingParams,
+    counter: UsageCounter,
 ) -> AsyncIterator[tuple[int, RequestOutput]]:
-    """Yield (prompt index, output) as the engine produces them; record metrics at the end.
+    """Yield (prompt index, output) as the engine produces them, counted into `counter`; record
+    metrics at the end.
 
     Takes over the target's hold on its adapters and releases it when the last output is out.
     """
@@ -47,8 +50,6 @@ async def generate(
     lora_request = target.lora.lora_request if target.lora else None
     started = time.perf_counter()
     first_token_at = None
-    generated = 0
-    cached: dict[int, int] = {}  # prompt index -> its cached prompt tokens
     status = "error"
     streams = [
         engine.generate(engine_input(target, ids), params, f"{request_id}-{i}",
@@ -57,12 +58,9 @@ async def generate(
     ]
     try:
         async for index, output in merge_async_iterators(*streams):
-            new_tokens = sum(len(o.token_ids) for o in output.outputs)
-            if new_tokens and first_token_at is None:
+            if counter.add(index, output) and first_token_at is None:
                 first_token_at = time.perf_counter()
                 m.time_to_first_token.labels(*labels).observe(first_token_at - started)
-            generated += new_tokens
-            cached[index] = output.num_cached_tokens or 0
             yield index, output
         status = "ok"
     except (asyncio.CancelledError, GeneratorExit):
@@ -79,7 +77,6 @@ async def generate(
         if status == "ok":
             m.request_latency.labels(*labels).observe(time.perf_counter() - started)
         m.requests.labels(*labels, status).inc()
-        m.prompt_tokens.labels(*labels).inc(
-            sum(len(p) for p in prompts) + target.num_virtual_tokens * len(prompts))
-        m.cached_prompt_tokens.labels(*labels).inc(sum(cached.values()))
-        m.generation_tokens.labels(*labels).inc(generated)
+        m.prompt_tokens.labels(*labels).inc(counter.prompt_tokens)
+        m.cached_prompt_tokens.labels(*labels).inc(counter.cached_tokens)
+        m.generation_tokens.labels(*labels).inc(counter.completion_tokens)

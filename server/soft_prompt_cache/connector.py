@@ -41,7 +41,7 @@ class SoftPromptKVConnector(KVConnectorBase_V1):
     _cache_hit_source = CacheHitSource.DEVICE  # the copies live next to the KV cache
 
     def __init__(self, vllm_config: VllmConfig, role: KVConnectorRole,
-                 kv_cache_config: KVCacheConfig | None = None) -> None:
+                 kv_cache_config: KVCacheConfig) -> None:
         super().__init__(vllm_config=vllm_config, role=role, kv_cache_config=kv_cache_config)
         self._planner: Planner | None = None
         self._store: BlockStore | None = None
@@ -60,7 +60,7 @@ class SoftPromptKVConnector(KVConnectorBase_V1):
                 budget_bytes=int(budget_mib * 2**20))
         else:
             self._store = BlockStore()
-            self._num_blocks = kv_cache_config.num_blocks if kv_cache_config else None
+            self._num_blocks = kv_cache_config.num_blocks
 
     @property
     def requires_kv_delivery(self) -> bool:
@@ -98,10 +98,7 @@ class SoftPromptKVConnector(KVConnectorBase_V1):
     # saves and evictions after it.
 
     def register_kv_caches(self, kv_caches: dict[str, torch.Tensor]) -> None:
-        num_blocks = self._num_blocks
-        if num_blocks is None:
-            num_blocks = self._vllm_config.cache_config.num_gpu_blocks
-        self._store.register(kv_caches, num_blocks)
+        self._store.register(kv_caches, self._num_blocks)
 
     def start_load_kv(self, forward_context: ForwardContext, **kwargs: Any) -> None:
         for op in self._step_plan().loads:
