@@ -25,12 +25,13 @@ from transformers import AutoTokenizer
 from server.adapters.base_model import BaseModelInfo
 from server.adapters.registry import AdapterRegistry
 from server.adapters.soft_prompt import SoftPromptLoader
-from server.api import generation, models, ops
+from server.api import generation, models, ops, responses
 from server.config import ServerConfig
 from server.engine import start_engine
 from server.errors import APIError, error_body
 from server.metrics import Metrics
-from server.serving.prompts import PromptRenderer
+from server.rendering.prompts import PromptRenderer
+from server.rendering.tool_parsing import ToolCalling
 from server.state import ServerState
 
 log = logging.getLogger("server")
@@ -42,6 +43,9 @@ async def _start(state: ServerState) -> None:
         base = await asyncio.to_thread(BaseModelInfo.load, config.model, config.trust_remote_code)
         tokenizer = await asyncio.to_thread(
             AutoTokenizer.from_pretrained, config.model, trust_remote_code=config.trust_remote_code)
+        # Before the engine: an unknown parser, or one the tokenizer lacks tokens for, fails fast.
+        tool_calling = ToolCalling(config.tool_call_parser, tokenizer, config.model_name,
+                                   config.tool_strict_level)
         engine = await asyncio.to_thread(start_engine, config)
     except Exception as exc:
         log.exception("engine start-up failed; stopping the server")
@@ -53,6 +57,7 @@ async def _start(state: ServerState) -> None:
     state.engine = engine
     vocab_size = engine.model_config.get_vocab_size()
     state.renderer = PromptRenderer(tokenizer, vocab_size, engine.model_config.max_model_len)
+    state.tool_calling = tool_calling
     adapters_dir = Path(config.adapters)
     adapters_dir.mkdir(parents=True, exist_ok=True)
     state.registry = AdapterRegistry(
@@ -134,6 +139,6 @@ def create_app(config: ServerConfig, *, start: bool = True,
     app.state.metrics_registry = registry
     app.state.api_keys = [*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])]
     _install_error_handlers(app, state.metrics)
-    for module in (ops, models, generation):
+    for module in (ops, models, generation, responses):
         app.include_router(module.router)
     return app

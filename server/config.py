@@ -77,6 +77,27 @@ class ServerConfig:
     used dropped first). Each entry takes the KV blocks its virtual tokens span. 0: off, every
     request computes them."""
 
+    tool_call_parser: str | None = None
+    """vLLM tool-call parser that reads the model's own tool-call format (hermes, llama3_json,
+    mistral, qwen3_xml, pythonic, ...), which `tool_choice: auto` needs. Without one, `required`
+    and named functions still work (enforced by structured outputs) and `auto` is refused."""
+
+    tool_strict_level: Literal["auto", "function", "parameter"] = "parameter"
+    """How strictly a parser's tool calls are held to the tools (vLLM's structural tags): `auto`:
+    `required` and named calls keep the call format, and arguments follow their schema only for
+    tools marked `strict`; `function`: also `auto` calls keep the format; `parameter`: arguments
+    always follow their schema. Without --tool-call-parser, forced calls always follow it."""
+
+    structured_outputs_backend: Literal["auto", "xgrammar", "guidance", "outlines"] = "auto"
+    """Grammar engine of `response_format` and tool-call constraints. `auto`: xgrammar, and
+    llguidance for the schemas, regexes or grammars xgrammar does not support."""
+
+    json_max_whitespace: int = 20
+    """Longest run of whitespace (characters) allowed between the tokens of a JSON output
+    (response_format json_object / json_schema, xgrammar backend). Bounds the whitespace loops
+    some models fall into under a JSON grammar while keeping indented JSON. 0: compact JSON;
+    -1: no bound (vLLM's behaviour)."""
+
     fast_lora_ops: bool = True
     """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first
     use for adapters with few tokens in a step, grouped matmuls for the others; no per-token

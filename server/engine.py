@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from vllm.config import StructuredOutputsConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
@@ -11,6 +12,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 
 from server import soft_prompt_cache, vllm_plugin
 from server.config import ServerConfig
+from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
 
 
@@ -42,6 +44,8 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         kv_transfer_config=(soft_prompt_cache.kv_transfer_config(config.soft_prompt_kv_cache_mib)
                             if config.enable_soft_prompts and config.soft_prompt_kv_cache_mib > 0
                             else None),
+        structured_outputs_config=StructuredOutputsConfig(
+            backend=config.structured_outputs_backend),
         enable_log_requests=False,
     )
 
@@ -51,4 +55,6 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
+    os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
+        else str(config.json_max_whitespace)
     return AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)

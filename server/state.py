@@ -10,7 +10,8 @@ from server.adapters.base_model import BaseModelInfo
 from server.adapters.registry import AdapterRegistry
 from server.config import ServerConfig
 from server.metrics import Metrics
-from server.serving.prompts import PromptRenderer
+from server.rendering.prompts import PromptRenderer
+from server.rendering.tool_parsing import ToolCalling
 
 
 @dataclass
@@ -21,6 +22,7 @@ class ServerState:
     base: BaseModelInfo | None = None
     renderer: PromptRenderer | None = None
     registry: AdapterRegistry | None = None
+    tool_calling: ToolCalling | None = None
     started_at: int = 0
     startup_error: str | None = None
 

@@ -11,6 +11,8 @@ It acts only when the parent is this server (the environment flag below is set b
    (einsum "subscript b has size N ... does not broadcast").
 2. On CPU, LoRA through the grouped ops of `server.lora_ops` (unless the server runs with
    --no-fast-lora-ops, which `server.engine` passes on as a second environment flag).
+3. JSON grammars: bounded whitespace (--json-max-whitespace) and length-bounded strings without
+   raw control characters (`server.grammars.json_schema`).
 """
 
 from __future__ import annotations
@@ -32,3 +34,7 @@ def register() -> None:
 
     if lora_ops.enabled():
         lora_ops.install()  # no-op unless the platform is CPU
+
+    from server.grammars import json_schema
+
+    json_schema.install()

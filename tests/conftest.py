@@ -18,7 +18,12 @@ import httpx
 import openai
 import pytest
 
-from training.tiny import build_base_model, build_lora_adapter, build_prompt_tuning_adapter
+from training.tiny import (
+    build_base_model,
+    build_lora_adapter,
+    build_prompt_tuning_adapter,
+    build_tool_calling_lora,
+)
 
 API_KEY = "test-key"
 
@@ -35,6 +40,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
         "lora-a": build_lora_adapter(base, refs / "lora-a", rank=8, seed=1),
         "lora-b": build_lora_adapter(base, refs / "lora-b", rank=16, seed=2),
         "prompt-a": build_prompt_tuning_adapter(base, refs / "prompt-a", num_virtual_tokens=8, seed=3),
+        # Trained (seconds) to call training.tiny.tool_calls' weather tool in the hermes format.
+        "tool-lora": build_tool_calling_lora(base, refs / "tool-lora"),
     }
 
 
@@ -82,9 +89,10 @@ class ServerProcess:
 @pytest.fixture(scope="session")
 def server(tiny, tmp_path_factory):
     adapters = tmp_path_factory.mktemp("adapters")
-    for name in ("lora-a", "lora-b", "prompt-a"):
+    for name in ("lora-a", "lora-b", "prompt-a", "tool-lora"):
         shutil.copytree(tiny[name], adapters / name)
-    proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log")
+    proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
+                         "--tool-call-parser", "hermes")
     try:
         proc.wait_ready()
         yield proc

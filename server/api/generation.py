@@ -14,13 +14,13 @@ from server.serving.completions import create_completion
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _respond(result):
     if isinstance(result, (CompletionResponse, ChatCompletionResponse)):
         return result
-    return StreamingResponse(result, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/v1/completions", response_model=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ def _is_none(value) -> bool:
     return value is None
 
 
+# A response field left out entirely when it has no value (`Annotated[T | None, omit_none]`).
+omit_none = Field(exclude_if=_is_none)
 # An extension field in a response: left out entirely unless the request asked for it.
 ExtensionIds = Annotated[list[int] | None, Field(default=None, exclude_if=_is_none)]
 
@@ -38,6 +40,35 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class JSONSchema(OpenAIModel):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    # `schema` would shadow a pydantic BaseModel attribute.
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(OpenAIModel):
+    """`text` (no constraint), `json_object` (any JSON object) or `json_schema`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchema | None = None
+
+
+class StructuredOutputs(OpenAIModel):
+    """Extension (not in the OpenAI API): constraints OpenAI has no field for, named as vLLM's
+    `structured_outputs` names them. Exactly one of the fields."""
+
+    choice: Annotated[list[str], Field(min_length=1)] | None = None
+    """The output is one of these strings."""
+    regex: str | None = None
+    """The output matches this regular expression."""
+    grammar: str | None = None
+    """The output is a sentence of this grammar: EBNF (GBNF, as xgrammar reads it) or Lark."""
+    json_: dict[str, Any] | None = Field(default=None, alias="json")
+    """The output is JSON valid against this schema (same as response_format json_schema)."""
+
+
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
@@ -49,6 +80,7 @@ class SamplingRequest(OpenAIModel):
     logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = 1
     presence_penalty: Penalty | None = 0.0
+    response_format: ResponseFormat | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False
@@ -74,3 +106,5 @@ class SamplingRequest(OpenAIModel):
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
     return_token_ids: bool | None = False
     """Also return the prompt's and each choice's token ids (for exact comparisons)."""
+    structured_outputs: StructuredOutputs | None = None
+    """Constrain the output to a choice of strings, a regex or a grammar (see StructuredOutputs)."""

@@ -10,7 +10,7 @@ from vllm.outputs import CompletionOutput
 from server.errors import bad_request
 from server.protocol.common import Usage
 from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
-from server.serving import common
+from server.serving import common, structured_outputs
 from server.serving.generation import generate
 from server.serving.logprobs import completion_logprobs
 from server.serving.sampling import sampling_params
@@ -39,9 +39,10 @@ async def create_completion(
         virtual = target.num_virtual_tokens
         max_tokens = min(renderer.max_tokens(len(p.token_ids) + virtual, request.max_tokens)
                          for p in prompts)
+        constraint = structured_outputs.checked(state.engine, structured_outputs.requested(request))
         params = sampling_params(request, max_tokens=max_tokens, logprobs=request.logprobs,
                                  max_logprobs=state.config.max_logprobs,
-                                 vocab_size=renderer.vocab_size)
+                                 vocab_size=renderer.vocab_size, constraint=constraint)
     except BaseException:
         target.release()
         raise

@@ -58,6 +58,11 @@ async def generate(
     ]
     try:
         async for index, output in merge_async_iterators(*streams):
+            if any(o.finish_reason == "error" for o in output.outputs):
+                # The engine failed this request alone (e.g. a grammar that passed the checks
+                # but did not compile); the engine core logged why.
+                raise APIError(500, "the engine could not complete this request; the server "
+                               "log has the details")
             if counter.add(index, output) and first_token_at is None:
                 first_token_at = time.perf_counter()
                 m.time_to_first_token.labels(*labels).observe(first_token_at - started)

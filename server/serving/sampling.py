@@ -7,6 +7,8 @@ from vllm.sampling_params import RequestOutputKind, SamplingParams
 
 from server.errors import bad_request
 from server.protocol.common import SamplingRequest
+from server.serving import structured_outputs
+from server.serving.structured_outputs import Constraint
 
 
 def stop_strings(stop: str | list[str] | None) -> list[str]:
@@ -39,18 +41,29 @@ def sampling_params(
     logprobs: int | None,
     max_logprobs: int,
     vocab_size: int,
+    constraint: Constraint | None = None,
+    skip_special_tokens: bool = True,
 ) -> SamplingParams:
+    """`constraint`: checked by the caller (`structured_outputs.check`)."""
     if logprobs is not None and logprobs > max_logprobs:
         raise bad_request(f"at most {max_logprobs} logprobs per token can be returned, "
                           f"got {logprobs}", param="logprobs")
+    stop = stop_strings(request.stop)
+    if constraint is not None:
+        structured_outputs.refuse_conflicts(request)
+        # The grammar decides where a constrained output ends; a stop string could only cut it
+        # inside the JSON (or choice, regex match) and break the guarantee that it parses.
+        stop = []
     try:
-        return _build(request, max_tokens, logprobs, vocab_size)
+        return _build(request, max_tokens, logprobs, vocab_size, stop, constraint,
+                      skip_special_tokens)
     except (ValueError, VLLMClientError) as exc:  # vLLM's own checks
         raise bad_request(str(exc)) from exc
 
 
-def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None,
-           vocab_size: int) -> SamplingParams:
+def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None, vocab_size: int,
+           stop: list[str], constraint: Constraint | None,
+           skip_special_tokens: bool) -> SamplingParams:
     return SamplingParams(
         n=request.n or 1,
         temperature=1.0 if request.temperature is None else request.temperature,
@@ -61,12 +74,14 @@ def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None,
         frequency_penalty=request.frequency_penalty or 0.0,
         repetition_penalty=1.0 if request.repetition_penalty is None else request.repetition_penalty,
         seed=request.seed,
-        stop=stop_strings(request.stop),
+        stop=stop,
         max_tokens=max_tokens,
         min_tokens=min(request.min_tokens or 0, max_tokens),
         ignore_eos=bool(request.ignore_eos),
         logprobs=logprobs,
         logit_bias=logit_bias(request.logit_bias, vocab_size),
+        structured_outputs=constraint.params if constraint is not None else None,
+        skip_special_tokens=skip_special_tokens,
         # Streaming sends only what is new; otherwise one result at the end.
         output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
     )

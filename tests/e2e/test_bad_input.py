@@ -64,8 +64,8 @@ def test_bad_completion_parameters(http, body, param, contains):
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": True, "top_logprobs": 21}, "logprobs"),
     ({"max_completion_tokens": -1}, "max_completion_tokens"),
-    ({"response_format": {"type": "json_object"}}, "response_format.type"),
-    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"response_format": {"type": "xml"}}, "response_format.type"),
+    ({"tools": [{"type": "function"}]}, "tools.0.function"),
 ])
 def test_bad_chat_parameters(http, body, param):
     assert_error(http.post("/v1/chat/completions", json={**OK_CHAT, **body}), 400, param=param)

@@ -32,17 +32,36 @@ SPECIAL_TOKENS = (BOS, EOS, PAD, *ROLE_TOKENS)
 # Every turn is `<|role|>\n{content}</s>\n`; the generation prompt is `<|assistant|>\n`, so the
 # model answers and then emits `</s>` (the eos) exactly like the assistant turns it was shown.
 # Content may be a string or a list of OpenAI-style parts (only the text parts are used).
+# Tools follow the Hermes format that vLLM's `hermes` tool-call parser reads (as Qwen's templates
+# do): the tool definitions open a system turn in `<tools>...</tools>`, an assistant's calls are
+# `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, and a tool's result is a user turn
+# in `<tool_response>...</tool_response>`. Without tools the text is unchanged.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}"
+    "{{ '<|system|>\n<tools>' }}"
+    "{% for tool in tools %}{{ (tool.function if tool.function is defined else tool) | tojson }}"
+    "{% endfor %}"
+    "{{ '</tools>' + eos_token + '\n' }}"
+    "{% endif %}"
     "{% for message in messages %}"
-    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{% if message['role'] not in ['system', 'user', 'assistant', 'tool'] %}"
     "{{ raise_exception('Unsupported role: ' + message['role']) }}"
     "{% endif %}"
+    "{% if message['role'] == 'tool' %}"
+    "{{ '<|user|>\n<tool_response>' }}{{ message['content'] }}{{ '</tool_response>' }}"
+    "{% else %}"
     "{{ '<|' + message['role'] + '|>\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
+    "{% elif message['content'] is not none %}{% for part in message['content'] %}"
     "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}"
+    "{% for call in message['tool_calls'] or [] %}"
+    "{% set call = call.function if call.function is defined else call %}"
+    "{{ '<tool_call>' }}{{ {'name': call.name, 'arguments': call.arguments} | tojson }}"
+    "{{ '</tool_call>' }}"
+    "{% endfor %}"
+    "{% endif %}"
     "{{ eos_token + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"

@@ -17,7 +17,8 @@ from server.adapters.base_model import BaseModelInfo
 from server.adapters.registry import AdapterRegistry
 from server.app import create_app
 from server.config import ServerConfig
-from server.serving.prompts import PromptRenderer
+from server.rendering.prompts import PromptRenderer
+from server.rendering.tool_parsing import ToolCalling
 
 
 class ScriptedEngine:
@@ -56,7 +57,9 @@ def make_client(tiny, tmp_path):
         if ready:
             state.engine = engine or ScriptedEngine()
             state.base = BaseModelInfo.load(tiny["base"])
-            state.renderer = PromptRenderer(AutoTokenizer.from_pretrained(tiny["base"]), 512, 256)
+            tokenizer = AutoTokenizer.from_pretrained(tiny["base"])
+            state.renderer = PromptRenderer(tokenizer, 512, 256)
+            state.tool_calling = ToolCalling(None, tokenizer, "base")
             state.registry = AdapterRegistry(tmp_path, state.base, state.engine, max_lora_rank=16)
         return TestClient(app, raise_server_exceptions=False)
     return make

@@ -7,6 +7,7 @@ the limit in the message, and put soft-prompt embeddings in front of the ids.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -72,12 +73,12 @@ class PromptRenderer:
         return list(ids)
 
     async def chat_prompt(self, messages: list[ChatMessage], add_generation_prompt: bool,
-                          template=None) -> Prompt:
-        """`template`, if given, wraps the last user message."""
+                          template=None, tools: list[dict] | None = None) -> Prompt:
+        """`template`, if given, wraps the last user message; `tools` go to the chat template
+        (as transformers passes them)."""
         if self.tokenizer.chat_template is None:
             raise bad_request("this model has no chat template; use /v1/completions")
-        conversation = [{"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-                        for m in messages]
+        conversation = [_turn(i, m) for i, m in enumerate(messages)]
         if template is not None:
             last_user = next((c for c in reversed(conversation) if c["role"] == "user"), None)
             if last_user is None:
@@ -85,7 +86,8 @@ class PromptRenderer:
             last_user["content"] = template(last_user["content"])
         try:
             text = self.tokenizer.apply_chat_template(
-                conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+                conversation, tools=tools, tokenize=False,
+                add_generation_prompt=add_generation_prompt)
         except Exception as exc:  # jinja raises for conversations the template refuses
             raise bad_request(f"the chat template refused these messages: {exc}",
                               param="messages") from exc
@@ -108,3 +110,38 @@ class PromptRenderer:
                 f"{prompt_len + requested} tokens ({prompt_len} in the prompt, {requested} in the "
                 f"completion). Please reduce the prompt or {param}.", param=param)
         return requested
+
+
+def _turn(index: int, message: ChatMessage) -> dict:
+    """One message as chat templates read it; a replayed call's arguments as an object."""
+    turn: dict = {"role": message.role, "content": message.text()}
+    if message.name:
+        turn["name"] = message.name
+    if message.tool_calls:
+        if message.role != "assistant":
+            raise bad_request("only assistant messages carry tool_calls",
+                              param=f"messages.{index}.tool_calls")
+        turn["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {
+                "name": call.function.name,
+                "arguments": arguments_object(
+                    call.function.arguments,
+                    f"messages.{index}.tool_calls.{j}.function.arguments")}}
+            for j, call in enumerate(message.tool_calls)]
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise bad_request("a tool message needs the tool_call_id of the call it answers",
+                              param=f"messages.{index}.tool_call_id")
+        turn["tool_call_id"] = message.tool_call_id
+    return turn
+
+
+def arguments_object(arguments: str, param: str) -> dict:
+    """A replayed call's arguments as the object chat templates render."""
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        raise bad_request(f"{param} is not valid JSON: {exc}", param=param) from exc
+    if not isinstance(value, dict):
+        raise bad_request(f"{param} must be a JSON object", param=param)
+    return value

@@ -1,0 +1,66 @@
+"""The engine-side JSON grammar fixes, checked with xgrammar's own matcher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import xgrammar
+from xgrammar.testing import _is_grammar_accept_string
+
+from server.grammars.json_schema import fix_schema, fix_structural_tag
+
+BOUNDED = {"type": "object", "properties": {"a": {"type": "string", "minLength": 1,
+                                                  "maxLength": 5}},
+           "required": ["a"], "additionalProperties": False}
+
+
+def accepts(schema: dict, text: str, **kwargs) -> bool:
+    return _is_grammar_accept_string(xgrammar.Grammar.from_json_schema(schema, **kwargs), text)
+
+
+def test_xgrammar_bounded_strings_admit_raw_control_characters():
+    """The upstream bug (xgrammar #800) the rewrite exists for: if this starts failing, xgrammar
+    has fixed it and the rewrite can go."""
+    assert accepts(BOUNDED, '{"a": "a\tb"}')
+
+
+@pytest.mark.parametrize("text, ok", [
+    ('{"a": "abc"}', True), ('{"a": "éé"}', True), ('{"a": "a\tb"}', False),
+    ('{"a": "a\x0fb"}', False), ('{"a": ""}', False), ('{"a": "abcdef"}', False),
+    ('{"a": "a"b"}', False),
+])
+def test_rewritten_bounds_keep_lengths_and_refuse_control_characters(text, ok):
+    assert accepts(fix_schema(BOUNDED), text) is ok
+    if ok:
+        json.loads(text)  # everything accepted is strict JSON
+
+
+def test_rewrite_leaves_other_strings_and_data_alone():
+    schema = {"type": "object", "properties": {
+        "p": {"type": "string", "maxLength": 3, "pattern": "^x+$"},
+        "f": {"type": "string", "maxLength": 30, "format": "date"},
+        "type": {"type": "string", "maxLength": 2}},
+        "examples": [{"type": "string", "maxLength": 1}]}
+    fixed = fix_schema(schema)
+    assert fixed["properties"]["p"] == schema["properties"]["p"]
+    assert fixed["properties"]["f"] == schema["properties"]["f"]
+    assert fixed["properties"]["type"] == {"type": "string", "pattern": "^.{0,2}$"}
+    assert fixed["examples"] == schema["examples"]
+
+
+def test_whitespace_bound():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    assert accepts(schema, '{"a":' + " " * 50 + "1}")
+    assert accepts(schema, '{"a":' + " " * 4 + "1}", max_whitespace_cnt=4)
+    assert not accepts(schema, '{"a":' + " " * 5 + "1}", max_whitespace_cnt=4)
+
+
+def test_structural_tags_get_both_fixes():
+    tag = {"type": "structural_tag", "format": {"type": "tags_with_separator", "separator": "", "tags": [
+        {"type": "tag", "begin": "<tool_call>", "end": "</tool_call>",
+         "content": {"type": "json_schema", "json_schema": BOUNDED, "max_whitespace_cnt": None}}]}}
+    content = fix_structural_tag(tag, 7)["format"]["tags"][0]["content"]
+    assert content["max_whitespace_cnt"] == 7
+    assert content["json_schema"] == fix_schema(BOUNDED)
+    xgrammar.Grammar.from_structural_tag(json.dumps(fix_structural_tag(tag, 7)))  # still valid
