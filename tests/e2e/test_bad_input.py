@@ -71,6 +71,68 @@ def test_bad_chat_parameters(http, body, param):
     assert_error(http.post("/v1/chat/completions", json={**OK_CHAT, **body}), 400, param=param)
 
 
+def schema_format(schema) -> dict:
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+
+
+BAD_CONSTRAINTS = [  # (fields, param, words the reason contains)
+    (schema_format({"type": "foo"}), "response_format.json_schema.schema", "not a valid JSON schema"),
+    (schema_format({"type": "object", "properties": {"a": {"$ref": "#/$defs/nope"}}}),
+     "response_format.json_schema.schema", "nope"),
+    (schema_format({"type": "string", "pattern": "(?<=a)b"}),
+     "response_format.json_schema.schema", "look-around"),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", "json_schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "bad name!"}}},
+     "response_format.json_schema.name", "pattern"),
+    ({"structured_outputs": {"regex": "(abc"}}, "structured_outputs.regex", "unclosed group"),
+    ({"structured_outputs": {"grammar": "root ::= foo"}}, "structured_outputs.grammar", "foo"),
+    ({"structured_outputs": {"grammar": "start: NOPE"}}, "structured_outputs.grammar", "NOPE"),
+    ({"structured_outputs": {"choice": []}}, "structured_outputs.choice", "at least 1"),
+    ({"structured_outputs": {"choice": ["a"], "regex": "a"}}, "structured_outputs", "exactly one"),
+    ({"structured_outputs": {"regex": "a"}, "response_format": {"type": "json_object"}},
+     "structured_outputs", "not both"),
+    ({"structured_outputs": {"regex": "a"}, "min_tokens": 3}, "min_tokens", "grammar"),
+    ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "ignore_eos", "grammar"),
+    ({"structured_outputs": {"sql": "x"}}, "structured_outputs.sql", "unrecognized"),
+]
+
+
+@pytest.mark.parametrize("fields, param, contains", BAD_CONSTRAINTS)
+@pytest.mark.parametrize("path, body", [("/v1/chat/completions", OK_CHAT),
+                                        ("/v1/completions", OK_COMPLETION)])
+def test_bad_constraints_name_their_field(http, path, body, fields, param, contains):
+    assert_error(http.post(path, json={**body, **fields}), 400, param=param, contains=contains)
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("fields, param, contains", [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}],
+      "tool_choice": "required"}, "tools.0.function.parameters", "not a valid JSON schema"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name"}}]},
+     "tools.0.function.name", "pattern"),
+    ({"tool_choice": "required"}, "tool_choice", "needs `tools`"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+     "tool_choice.function.name", "not in `tools`"),
+    ({"tools": [TOOL, TOOL], "tool_choice": "required"}, "tools.1.function.name", "two tools"),
+    ({"tools": [TOOL], "tool_choice": "sometimes"}, "tool_choice", ""),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.tool_call_id", "tool_call_id"),
+    ({"messages": [{"role": "user", "content": "x", "tool_calls": [
+        {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]},
+     "messages.0.tool_calls", "assistant"),
+    ({"messages": [{"role": "assistant", "tool_calls": [
+        {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{nope"}}]}]},
+     "messages.0.tool_calls.0.function.arguments", "not valid JSON"),
+    ({"messages": [{"role": "assistant", "tool_calls": [
+        {"id": "1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}]},
+     "messages.0.tool_calls.0.function.arguments", "object"),
+])
+def test_bad_tool_requests_name_their_field(http, fields, param, contains):
+    assert_error(http.post("/v1/chat/completions", json={**OK_CHAT, **fields}), 400, param=param,
+                 contains=contains)
+
+
 def test_malformed_json_and_wrong_content(http):
     assert_error(http.post("/v1/completions", content=b'{"model": "base", "prompt": ',
                            headers={"content-type": "application/json"}), 400,
@@ -210,6 +272,8 @@ def test_bad_requests_do_not_disturb_a_running_generation(http, server, broken_a
     for name in broken_adapters:
         assert http.post("/v1/completions", json={**OK_COMPLETION, "model": name}).status_code == 400
     assert http.post("/v1/completions", json={**OK_COMPLETION, "temperature": 9}).status_code == 400
+    for fields, _, _ in BAD_CONSTRAINTS:
+        assert http.post("/v1/completions", json={**OK_COMPLETION, **fields}).status_code == 400
     thread.join()
     r = result["r"]
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 200
