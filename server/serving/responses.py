@@ -253,8 +253,9 @@ class _Shape:
                                              item_id=call["id"], output_index=call["index"],
                                              delta=piece)
         except APIError as exc:
-            yield self.event(ResponseErrorEvent, type="error", message=exc.message,
-                             code=exc.code, param=exc.param)
+            error = exc.to_response().error
+            yield self.event(ResponseErrorEvent, type="error", message=error.message,
+                             code=error.code, param=error.param)
             return
         status = "incomplete" if finish == "length" else "completed"
         done: dict[int, BaseModel] = {}

@@ -133,3 +133,37 @@ def test_unknown_route_and_method_keep_error_shape(make_client):
     client = make_client()
     assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
     assert client.get("/v1/completions").status_code == 405
+
+
+def responses_events(text: str) -> list[tuple[str, dict]]:
+    import json
+    out = []
+    for block in text.strip().split("\n\n"):
+        kind, data = block.split("\n", 1)
+        out.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
+
+
+def test_responses_stream_is_typed_and_numbered(make_client):
+    r = make_client().post("/v1/responses", json={"model": "base", "input": "hi", "stream": True})
+    events = responses_events(r.text)
+    assert [kind for kind, _ in events] == [
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.content_part.added", *["response.output_text.delta"] * 3,
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.incomplete"]  # the scripted engine stops with finish_reason length
+    assert all(kind == data["type"] for kind, data in events)
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    assert events[-4][1]["text"] == " one two three"
+    final = events[-1][1]["response"]
+    assert final["status"] == "incomplete" and final["usage"]["output_tokens"] == 3
+    assert final["output"][0]["content"][0]["text"] == " one two three"
+
+
+def test_responses_error_mid_stream_becomes_an_error_event(make_client):
+    client = make_client(ScriptedEngine(fail=EngineDeadError(), fail_at=1))
+    events = responses_events(client.post("/v1/responses", json={
+        "model": "base", "input": "hi", "stream": True}).text)
+    kind, data = events[-1]
+    assert kind == "error" and data["code"] == "service_unavailable"
+    assert "response.completed" not in [kind for kind, _ in events]
