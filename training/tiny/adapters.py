@@ -28,6 +28,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def servable_lora_config(rank: int, alpha: float, target_modules: Sequence[str]) -> LoraConfig:
+    """A LoRA the server can load: linear targets only, no dropout, no bias, no DoRA."""
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha,
+                      target_modules=list(target_modules), lora_dropout=0.0, bias="none")
+
+
 def load_base(base_dir: str | Path) -> PreTrainedModel:
     """The base model in its saved dtype (transformers 5 would otherwise pick for us)."""
     return AutoModelForCausalLM.from_pretrained(str(base_dir), dtype="auto").eval()
@@ -69,14 +75,7 @@ def build_lora_adapter(
     a token or two and keeps them as varied as the base model's (see tests). vLLM accepts ranks
     1, 8, 16, 32, 64, ... up to its --max-lora-rank; no `modules_to_save`, no DoRA (it rejects them).
     """
-    config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=rank,
-        lora_alpha=alpha,
-        target_modules=list(target_modules),
-        lora_dropout=0.0,
-        bias="none",
-    )
+    config = servable_lora_config(rank, alpha, target_modules)
     # autocast_adapter_dtype=False keeps LoRA weights in the base dtype (PEFT upcasts bf16 to fp32 by default).
     model = get_peft_model(load_base(base_dir), config, autocast_adapter_dtype=False)
     init_lora_weights(model, init_scale, seed)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
+from peft import get_peft_model
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from training.tiny.adapters import ALL_LINEAR, load_base
+from training.tiny.adapters import ALL_LINEAR, load_base, servable_lora_config
 
 CITIES = ("Paris", "Oslo", "Lima", "Rome")
 WEATHER = {"Paris": "sunny", "Oslo": "snowy", "Lima": "cloudy", "Rome": "rainy"}
@@ -206,14 +206,7 @@ def _train(base_dir: str | Path, out_dir: str | Path, *, seed: int, rank: int, a
            verbose: bool) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     base = load_base(base_dir).float()
-    config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=rank,
-        lora_alpha=alpha,
-        target_modules=list(TARGET_MODULES),
-        lora_dropout=0.0,
-        bias="none",
-    )
+    config = servable_lora_config(rank, alpha, TARGET_MODULES)
     # PEFT's default init: lora_A Kaiming-uniform from torch's global RNG, lora_B 0; the RNG is
     # seeded here and restored after, so callers' random state is left alone.
     with torch.random.fork_rng(devices=[]):
