@@ -4,9 +4,11 @@ typed stream events, for the base model and adapters chosen per request."""
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from tests import oracle
 from tests.e2e.test_tool_calls import SCHEMAS
@@ -57,6 +59,14 @@ def test_json_schema_text_format(client):
     assert r.status == "completed"
     value = json.loads(r.output_text)
     assert value["answer"] in ("yes", "no") and 0 <= value["score"] <= 9
+
+    class Verdict(BaseModel):
+        answer: Literal["yes", "no"]
+        score: int = Field(ge=0, le=9)
+
+    parsed = client.responses.parse(model="prompt-a", input="Is it?", text_format=Verdict,
+                                    max_output_tokens=200, temperature=0).output_parsed
+    assert isinstance(parsed, Verdict)
 
 
 @pytest.mark.parametrize("city", CITIES[:2])
