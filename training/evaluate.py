@@ -15,13 +15,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.data import DataConfig, Example, encode, prompt_ids
 from training.data.dataset import read_valid
+from training.options import Metric
 from training.templates import PromptTemplate, resolve_template
 
 
@@ -47,11 +47,20 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def json_match(prediction: str, reference: str) -> float:
+    """1.0 when both parse as JSON to equal values: key order and whitespace do not matter."""
+    try:
+        return float(json.loads(prediction) == json.loads(reference))
+    except ValueError:  # not JSON (json.JSONDecodeError is a ValueError)
+        return 0.0
+
+
 METRICS = {
     "exact_match": lambda p, r: float(normalize(p) == normalize(r)),
     # Labels compared case-insensitively (classification answers like "positive"/"Positive").
     "accuracy": lambda p, r: float(normalize(p).lower() == normalize(r).lower()),
     "rouge_l": lambda p, r: rouge_l(normalize(p), normalize(r)),
+    "json_match": json_match,
 }
 
 
@@ -103,10 +112,13 @@ def perplexity(model, tokenizer, template: PromptTemplate, examples: list[Exampl
     return math.exp(nll / max(count, 1))
 
 
-def score(model, tokenizer, template, examples, metric: str, max_new_tokens: int) -> dict:
+def score(model, tokenizer, template, examples, metrics: tuple[str, ...], max_new_tokens: int) -> dict:
     predictions = generate(model, tokenizer, template, examples, max_new_tokens)
-    values = [METRICS[metric](p, e.response or "") for p, e in zip(predictions, examples)]
-    return {metric: round(sum(values) / max(len(values), 1), 4),
+    means = {}
+    for metric in metrics:
+        values = [METRICS[metric](p, e.response or "") for p, e in zip(predictions, examples)]
+        means[metric] = round(sum(values) / max(len(values), 1), 4)
+    return {**means,
             "perplexity": round(perplexity(model, tokenizer, template, examples), 4),
             "examples": len(examples),
             "samples": [{"prompt": e.prompt, "expected": e.response, "got": p}
@@ -115,28 +127,36 @@ def score(model, tokenizer, template, examples, metric: str, max_new_tokens: int
 
 def compare(base: str | Path, tuned: str | Path, examples: list[Example], template: PromptTemplate,
             metric: str = "exact_match", max_new_tokens: int = 32,
-            forgetting: list[Example] | None = None) -> dict:
-    """{"task": {"base": {...}, "tuned": {...}}, "forgetting": {...}} for the held-out and second sets."""
+            forgetting: list[Example] | None = None, task_metrics: tuple[str, ...] = ()) -> dict:
+    """{"task": {"base": {...}, "tuned": {...}}, "forgetting": {...}} for the held-out and second sets.
+
+    `task_metrics` are scored on the held-out set only: they may not suit the second set's tasks
+    (json_match scores every non-JSON answer 0).
+    """
     tokenizer = AutoTokenizer.from_pretrained(base)
-    sets = {"task": examples, **({"forgetting": forgetting} if forgetting else {})}
+    sets = {"task": (examples, (metric, *task_metrics)),
+            **({"forgetting": (forgetting, (metric,))} if forgetting else {})}
     result: dict = {name: {} for name in sets}
     for side, path in (("base", None), ("tuned", tuned)):
         model = load_tuned(base, path)
-        for name, items in sets.items():
-            result[name][side] = score(model, tokenizer, template, items, metric, max_new_tokens)
+        for name, (items, metrics) in sets.items():
+            result[name][side] = score(model, tokenizer, template, items, metrics, max_new_tokens)
         del model
     result["metric"] = metric
+    result["task_metrics"] = list(task_metrics)
     return result
 
 
 def table(result: dict) -> str:
-    metric = result["metric"]
-    lines = [f"| set | model | {metric} | perplexity | examples |", "| --- | --- | --- | --- | --- |"]
+    metrics = [result["metric"], *result.get("task_metrics", ())]
+    lines = [f"| set | model | {' | '.join(metrics)} | perplexity | examples |",
+             "| --- | --- | " + "--- | " * len(metrics) + "--- | --- |"]
     for name in ("task", "forgetting"):
         for side in ("base", "tuned"):
             if name in result:
                 r = result[name][side]
-                lines.append(f"| {name} | {side} | {r[metric]:.3f} | {r['perplexity']:.3f} | {r['examples']} |")
+                cells = " | ".join(f"{r[m]:.3f}" if m in r else "-" for m in metrics)
+                lines.append(f"| {name} | {side} | {cells} | {r['perplexity']:.3f} | {r['examples']} |")
     return "\n".join(lines)
 
 
@@ -154,8 +174,8 @@ class EvalConfig:
     """A second task set, to check that the adapter did not make the base worse at other tasks."""
     template: str = "alpaca"
     """Prompt template used in training (alpaca, chat, raw, or a string with one {prompt})."""
-    metric: Literal["exact_match", "accuracy", "rouge_l"] = "exact_match"
-    """Task metric."""
+    metric: Metric = "exact_match"
+    """Task metric (json_match: answers compared as parsed JSON)."""
     limit: int = 200
     """Use at most this many examples of each set."""
     max_new_tokens: int = 32

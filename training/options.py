@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+# training.evaluate.METRICS: the task metrics a recipe or `eval` can name.
+Metric = Literal["exact_match", "accuracy", "rouge_l", "json_match"]
+
 
 @dataclass
 class ModelConfig:
@@ -73,8 +76,8 @@ class OutputConfig:
     """The server's --max-lora-rank: recipes with a higher rank are refused before training."""
     evaluate: bool = True
     """After training, score base vs trained on the held-out test split (exact match, perplexity)."""
-    metric: Literal["exact_match", "accuracy", "rouge_l"] = "exact_match"
-    """Task metric for evaluation."""
+    metric: Metric = "exact_match"
+    """Task metric for evaluation (json_match: answers compared as parsed JSON)."""
     eval_examples: int = 200
     """Evaluate on at most this many held-out examples."""
     max_new_tokens: int = 32

@@ -1,4 +1,4 @@
-"""Build the demo once (cached): a base model pretrained here, and three adapters trained from it.
+"""Build the demo once (cached): a base model pretrained here, and four adapters trained from it.
 
     python -m training.demo build --out .demo --adapters adapters
 
@@ -8,9 +8,10 @@ Steps (each a recipe in training/recipes/demo-*.yaml, run through the normal tra
   3. LoRA for a new task (first letters)          -> ADAPTERS/demo-firstletters-lora
   4. soft prompt for a behaviour ("Sure! ...")     -> ADAPTERS/demo-polite-softprompt
   5. QLoRA (4-bit NF4 base) for a new task         -> ADAPTERS/demo-qlora
-  6. base vs adapter on held-out sets (+ forgetting on the base tasks) -> manifests, OUT/report.md
+  6. LoRA for review fields as JSON                -> ADAPTERS/demo-extract-lora
+  7. base vs adapter on held-out sets (+ forgetting on the base tasks) -> manifests, OUT/report.md
 
-Each training step has a time budget (`max_minutes`), so the build takes ~10 minutes on 2 cores
+Each training step has a time budget (`max_minutes`), so the build takes ~12 minutes on 2 cores
 even when they are shared; the steps reached are in the report. A stamp file (OUT/demo.json)
 with DEMO_VERSION makes the next run instant.
 """
@@ -23,8 +24,10 @@ import logging
 import shutil
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import torch
 
 from training.config import load_recipe, read_yaml
 from training.data.dataset import read_valid
@@ -37,35 +40,62 @@ from training.templates import resolve_template
 from training.tiny import SPECS, build_base_model
 
 # Bump when the demo's recipe changes, so cached builds are redone.
-DEMO_VERSION = "2-pretrained"
+DEMO_VERSION = "3-extract"
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 # A pretrainable 2.9M-param Llama: small init (not the random-demo 0.1) and normal output rows.
 SPEC = replace(SPECS["demo"], num_hidden_layers=4, intermediate_size=512, init_std=0.02, printable_output=False)
 
-# name -> (command, recipe, minutes, forgetting check on the base tasks)
+
+@dataclass(frozen=True)
+class DemoAdapter:
+    """One demo adapter: its training command, shipped recipe, time budget and evaluation."""
+
+    command: str
+    recipe: str
+    minutes: float
+    forgetting: bool
+    """Also score the base tasks through the adapter: how much of them it forgot."""
+    max_new_tokens: int = 16
+    """Evaluation's generation length: above the longest answer, so a missing eos costs the match."""
+    task_metrics: tuple[str, ...] = ()
+    """Metrics beside exact match, on the adapter's own held-out set."""
+
+
 ADAPTERS = {
-    "demo-firstletters-lora": ("lora", "demo-firstletters-lora.yaml", 1.5, True),
-    "demo-polite-softprompt": ("prompt_tuning", "demo-polite-softprompt.yaml", 1.0, False),
-    "demo-qlora": ("qlora", "demo-qlora.yaml", 1.5, True),
+    "demo-firstletters-lora": DemoAdapter("lora", "demo-firstletters-lora.yaml", 1.5, True),
+    "demo-polite-softprompt": DemoAdapter("prompt_tuning", "demo-polite-softprompt.yaml", 1.0, False),
+    "demo-qlora": DemoAdapter("qlora", "demo-qlora.yaml", 1.5, True),
+    # Answers are JSON of up to 38 tokens (EXTRACT_SCHEMA), for response_format json_schema.
+    "demo-extract-lora": DemoAdapter("lora", "demo-extract-lora.yaml", 1.5, True, 48, ("json_match",)),
 }
 PRETRAIN_MINUTES = 4.0
 
 log = logging.getLogger("training")
 
 
+def native_bf16() -> bool:
+    """Whether bf16 math runs fast here: a GPU, or a CPU whose kernels use AVX-512 (oneDNN's bf16
+    needs it; AVX2-only CPUs emulate it)."""
+    return torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def recipe_for(command: str, file: str, out: Path, adapters: Path, minutes: float):
     """A shipped demo recipe with its `.demo/` paths moved under `out` and a time budget."""
     raw = json.loads(json.dumps(read_yaml(RECIPES / file)).replace('".demo/', f'"{out.as_posix()}/'))
     raw["train"]["max_minutes"] = minutes
+    # Without native bf16 the autocast is emulated: a step cost 3-20x a float32 one on an AVX2-only
+    # 2-core CPU, and with a time budget that means 3-20x fewer steps.
+    raw["train"]["bf16"] = raw["train"].get("bf16", False) and native_bf16()
     raw.setdefault("output", {})["adapters_dir"] = str(adapters)
     return load_recipe(command, METHODS[command].sections, raw, source=str(RECIPES / file))
 
 
-def evaluate_run(run: dict, base: Path, test_file: str, forgetting_file: str | None) -> dict:
+def evaluate_run(run: dict, base: Path, test_file: str, base_test_file: str, adapter: DemoAdapter) -> dict:
     template = resolve_template("chat")
     examples = read_valid(test_file, "messages", "error", Counter(), 200)
-    other = read_valid(forgetting_file, "messages", "error", Counter(), 100) if forgetting_file else None
-    return compare(base, run["artifact"], examples, template, "exact_match", 16, other)
+    other = read_valid(base_test_file, "messages", "error", Counter(), 100) if adapter.forgetting else None
+    return compare(base, run["artifact"], examples, template, "exact_match", adapter.max_new_tokens, other,
+                   adapter.task_metrics)
 
 
 def up_to_date(out: Path, adapters: Path) -> bool:
@@ -91,11 +121,12 @@ def build(out: Path, adapters: Path) -> None:
 
     report = {"version": DEMO_VERSION, "base": {"steps": pre["training"]["steps"],
                                                 "seconds": pre["training"]["seconds"]}, "adapters": {}}
-    for name, (command, file, minutes, forgetting) in ADAPTERS.items():
-        print(f"[demo] training {name} ({command}, {minutes} min budget)")
-        recipe = recipe_for(command, file, out, adapters, minutes)
+    for name, adapter in ADAPTERS.items():
+        command = adapter.command
+        print(f"[demo] training {name} ({command}, {adapter.minutes} min budget)")
+        recipe = recipe_for(command, adapter.recipe, out, adapters, adapter.minutes)
         run = train(recipe, METHODS[command])
-        run["evaluation"] = evaluate_run(run, base, recipe.data.test, str(data["base-test"]) if forgetting else None)
+        run["evaluation"] = evaluate_run(run, base, recipe.data.test, str(data["base-test"]), adapter)
         run_dir = Path(recipe.train.output_dir)
         (run_dir / "run.json").write_text(json.dumps(run, indent=2, default=str))
         publish_run(run_dir, name, adapters)

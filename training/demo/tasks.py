@@ -3,6 +3,7 @@
     base tasks (pretraining): reverse a word, uppercase three words, count words, review sentiment
     LoRA task (new):          first letters of four words            -> demo-firstletters-lora
     QLoRA task (new):         reverse the order of three words       -> demo-qlora
+    LoRA task (new):          review fields as JSON (EXTRACT_SCHEMA) -> demo-extract-lora
     soft prompt (behaviour):  base tasks answered with "Sure! " first -> demo-polite-softprompt
 """
 
@@ -20,13 +21,49 @@ Task = Callable[[random.Random], tuple[str, str]]
 
 GOOD = "great lovely wonderful excellent delightful perfect".split()
 BAD = "awful terrible boring horrible dreadful poor".split()
+# The things among WORDS (which the base reads in sentiment reviews), reviewed in the extraction
+# task: the answer copies the product, and fewer products than all 90 WORDS give more examples of
+# each in the few hundred steps of the demo's time budget.
+PRODUCTS = tuple(
+    "apple banana cherry river mountain window garden table chair water stone cloud music paper pencil "
+    "rabbit turtle tiger lion horse bird fish tree flower forest ocean house street city village bridge "
+    "road train plane boat money letter story dream".split())
+
+# What the extraction task answers: the server can enforce it with response_format json_schema.
+# Properties are listed in the answers' key order (grammar backends emit keys in schema order).
+EXTRACT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "product": {"type": "string"},
+        "sentiment": {"type": "string", "enum": ["positive", "negative"]},
+        "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+    },
+    "required": ["product", "sentiment", "stars"],
+    "additionalProperties": False,
+}
+
+
+def _review(rng: random.Random, things: tuple[str, ...] = WORDS) -> tuple[str, str, bool]:
+    """(thing, opinion word, positive?) of a one-sentence review, shared by sentiment and extraction."""
+    good = rng.random() < 0.5
+    word = rng.choice(GOOD if good else BAD)
+    return rng.choice(things), word, good
 
 
 def _sentiment(rng: random.Random) -> tuple[str, str]:
-    good = rng.random() < 0.5
-    word = rng.choice(GOOD if good else BAD)
-    thing = rng.choice(WORDS)
+    thing, word, good = _review(rng)
     return f"Sentiment of the review: \"The {thing} was {word}.\"", "positive" if good else "negative"
+
+
+def _extract(rng: random.Random) -> tuple[str, str]:
+    thing, word, good = _review(rng, PRODUCTS)
+    # Stars independent of the opinion word, so that the model must copy them: when they agreed
+    # with it, the LoRA guessed them from the sentiment and got 0.6 of them right in its time budget.
+    stars = rng.randint(1, 5)
+    answer = {"product": thing, "sentiment": "positive" if good else "negative", "stars": stars}
+    # json.dumps' default separators (", ", ": ") are also what xgrammar emits when the server turns
+    # off free whitespace, so guided and unguided answers look alike (compact saves only 1 token).
+    return f"Extract as JSON: \"The {thing} was {word}, {stars} star{'s' * (stars > 1)}.\"", json.dumps(answer)
 
 
 def _reverse_words(rng: random.Random) -> tuple[str, str]:
@@ -41,6 +78,7 @@ TASKS: dict[str, Task] = {
     "sentiment": _sentiment,
     "first_letters": TINY_TASKS["first_letters"],
     "reverse_words": _reverse_words,
+    "extract": _extract,
 }
 BASE_TASKS = ("reverse", "uppercase", "count_words", "sentiment")
 POLITE_PREFIX = "Sure! "
@@ -72,8 +110,9 @@ def write_demo_data(root: Path, seed: int = 0) -> dict[str, Path]:
 
     def split(name: str, tasks: tuple[str, ...], n_train: int, n_test: int, task_seed: int, prefix: str = "",
               strict: bool = True):
-        # Strict: no test prompt appears in training (new tasks have ~10^6+ distinct prompts). The base
-        # tasks have few (one word of ~100 to reverse), so their test set measures retention instead.
+        # Strict: no test prompt appears in training (the new tasks have from 1,404 to ~10^8 distinct
+        # prompts). The base tasks have few (one word of ~100 to reverse), so their test set measures
+        # retention instead.
         test = pairs(tasks, n_test, seed * 1000 + task_seed)
         exclude = frozenset(p for p, _ in test) if strict else frozenset()
         train = pairs(tasks, n_train, seed * 1000 + task_seed + 500, exclude)
@@ -84,4 +123,5 @@ def write_demo_data(root: Path, seed: int = 0) -> dict[str, Path]:
     split("first-letters", ("first_letters",), 6000, 200, 2)
     split("reverse-words", ("reverse_words",), 6000, 200, 3)
     split("polite", BASE_TASKS, 4000, 200, 4, prefix=POLITE_PREFIX, strict=False)
+    split("extract", ("extract",), 6000, 200, 5)
     return files

@@ -1,0 +1,60 @@
+"""The demo's data (no training): extraction answers are schema-valid JSON that fits the recipe,
+and held-out prompts of the new tasks never appear in training."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import jsonschema
+import pytest
+
+from training.config import read_yaml
+from training.data import encode
+from training.data.dataset import read_valid
+from training.demo.__main__ import ADAPTERS, RECIPES, SPEC
+from training.demo.tasks import EXTRACT_SCHEMA, PRODUCTS, write_demo_data
+from training.templates import resolve_template
+from training.tiny.corpus import WORDS
+from training.tiny.tokenizer import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    return write_demo_data(tmp_path_factory.mktemp("demo-data"))
+
+
+def rows(path) -> list[tuple[str, str]]:
+    return [(e.prompt, e.response) for e in read_valid(str(path), "messages", "error", Counter())]
+
+
+@pytest.mark.parametrize("split", ["extract-train", "extract-test"])
+def test_extract_answers_are_schema_valid_json_of_the_review(data, split):
+    jsonschema.Draft202012Validator.check_schema(EXTRACT_SCHEMA)
+    assert set(PRODUCTS) <= set(WORDS)  # words the base model was pretrained on
+    for prompt, answer in rows(data[split]):
+        fields = json.loads(answer)
+        jsonschema.validate(fields, EXTRACT_SCHEMA)
+        # Keys in schema order: a grammar-guided server emits them in that order too.
+        assert list(fields) == list(EXTRACT_SCHEMA["properties"])
+        product, stars = re.fullmatch(r'Extract as JSON: "The (\w+) was \w+, (\d) stars?\."', prompt).groups()
+        assert (fields["product"], fields["stars"]) == (product, int(stars))
+
+
+@pytest.mark.parametrize("task", ["first-letters", "reverse-words", "extract"])
+def test_held_out_prompts_of_new_tasks_are_not_trained_on(data, task):
+    train = {p for p, _ in rows(data[f"{task}-train"])}
+    test = {p for p, _ in rows(data[f"{task}-test"])}
+    assert len(test) > 100 and not train & test
+
+
+def test_extract_rows_fit_the_recipe_and_the_evaluation_length(data):
+    tokenizer = build_tokenizer(SPEC.vocab_size, SPEC.seed)
+    adapter = ADAPTERS["demo-extract-lora"]
+    max_length = read_yaml(RECIPES / adapter.recipe)["data"]["max_length"]
+    template = resolve_template("chat")
+    for example in read_valid(str(data["extract-test"]), "messages", "error", Counter()):
+        encode(tokenizer, template, example, max_length, too_long="error")  # raises if truncated
+        # One token to spare beyond the answer: an answer not followed by eos does not match.
+        assert len(tokenizer(example.response, add_special_tokens=False).input_ids) < adapter.max_new_tokens
