@@ -31,7 +31,7 @@ from loadtests.bench.load import run_cell, summarize
 from loadtests.bench.ours import Ours
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
-from loadtests.bench.workloads import MAX_TOKENS, workloads
+from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, WORKLOAD_NAMES, workloads
 
 CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, StockVLLM, StockVLLMNoLoRA, HFPeft)}
 RESULTS = Path("loadtests/results")
@@ -43,7 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="results folder (default: loadtests/results/<time>)")
     p.add_argument("--assets", type=Path, default=RESULTS / "assets", help="bench model + adapters (built if absent)")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated, among {', '.join(CONTENDERS)}")
-    p.add_argument("--workloads", default="base,lora-1,lora-8,soft")
+    p.add_argument("--workloads", default="base,lora-1,lora-8,soft",
+                   help=f"comma-separated, among {', '.join(WORKLOAD_NAMES)} (json: response_format "
+                        "json_schema on the base model, ours and stock-vllm only; not run by default)")
     p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 5)")
     p.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 20)")
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
         p.error(f"unknown contenders: {', '.join(sorted(unknown))}")
+    unknown = set(args.workloads) - set(WORKLOAD_NAMES)
+    if unknown:
+        p.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     args.out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     return args
 
@@ -101,7 +106,7 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
     save()
     print(f"{contender.name:18s} {workload:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
           f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
-          f"errors {stats.errors}  short {stats.short_outputs}"
+          f"errors {stats.errors}  short {stats.short_outputs}  tokens/req {stats.output_tokens_mean or 0:.1f}"
           + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
     if server.proc.poll() is not None:
         raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")
@@ -182,12 +187,20 @@ def main(argv: list[str] | None = None) -> None:
         "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
     }
 
+    if "json" in args.workloads:
+        results["notes"].append(f"json workload: every request has response_format json_schema with the schema "
+                                f"`{json.dumps(JSON_SCHEMA)}` (output: a quote, {MAX_TOKENS - 3} digits, a quote, "
+                                f"EOS = {MAX_TOKENS} tokens), no ignore_eos; both servers in their default "
+                                f"structured-output configuration (a top-level string has no JSON whitespace)")
+
     def save() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
     failed = []
     try:
         contenders = [CONTENDERS[name](assets) for name in args.contenders]
+        for contender in contenders:  # only this run's workloads (prepare() readies no others)
+            contender.workloads = tuple(w for w in contender.workloads if w in args.workloads)
         run = run_in_turn if args.rounds == 1 else run_interleaved
         run(contenders, args, all_workloads, results, save, failed)
     except KeyboardInterrupt:

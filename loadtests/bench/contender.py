@@ -3,14 +3,15 @@ stock_vllm.py, hf_peft.py)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import httpx
 
-from loadtests.bench.assets import BenchAssets
+from loadtests.bench.assets import BASE_NAME, BenchAssets
 from loadtests.bench.procs import ServerProcess
-from loadtests.bench.workloads import MAX_TOKENS, Target, prompt
+from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, Target, prompt, response_format
 
 PYTHON = sys.executable
 
@@ -19,7 +20,7 @@ class Contender:
     name: str = ""
     """Short id used in tables and plots."""
     description: str = ""
-    workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft")
+    workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft", "json")
     """Workloads this contender runs."""
 
     def __init__(self, assets: BenchAssets) -> None:
@@ -39,6 +40,40 @@ class Contender:
     def completion_body(self, model: str, i: int, **extra) -> dict:
         return {"model": model, "prompt": prompt(i), "max_tokens": MAX_TOKENS,
                 "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}, **extra}
+
+    def constrained(self, body: dict, target: Target) -> dict:
+        """`body` with the `json` workload's `response_format` when `target` asks for it; such
+        requests go without `ignore_eos` (our server refuses it with a constraint; the grammar
+        ends the output), on every contender alike."""
+        if not target.json_schema:
+            return body
+        body = {**body, "response_format": response_format()}
+        body.pop("ignore_eos", None)
+        return body
+
+    def check_json_schema(self, url: str, model: str = BASE_NAME, n: int = 3) -> None:
+        """Before the `json` cells: a few constrained requests, which must succeed and parse as
+        JSON matching JSON_SCHEMA (this also compiles the grammar outside the timed cells). Their
+        prompts (negative numbers) are none of the cells'."""
+        import jsonschema
+
+        lengths = []
+        for i in range(n):
+            body = self.constrained(self.completion_body(model, -1 - i), Target(json_schema=True))
+            body["stream"] = False
+            body.pop("stream_options", None)
+            r = httpx.post(url + "/v1/completions", json=body, timeout=300)
+            if r.status_code != 200:
+                raise RuntimeError(f"json_schema request refused: HTTP {r.status_code}: {r.text[:300]}")
+            answer = r.json()
+            text = answer["choices"][0]["text"]
+            try:
+                jsonschema.validate(json.loads(text), JSON_SCHEMA)
+            except (ValueError, jsonschema.ValidationError) as exc:
+                raise RuntimeError(f"json_schema output does not match the schema ({exc}): {text[:200]!r}") from exc
+            lengths.append(answer["usage"]["completion_tokens"])
+        self.notes.append(f"json workload: {n} checked outputs match the schema, "
+                          f"{'/'.join(map(str, lengths))} completion tokens")
 
 
 def accepts_field(url: str, body: dict, field: str, value) -> bool:

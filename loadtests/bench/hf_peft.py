@@ -14,6 +14,7 @@ from loadtests.bench.workloads import Target
 class HFPeft(Contender):
     name = "hf-peft"
     description = "transformers+PEFT, one request at a time, set_adapter per request"
+    workloads = ("base", "lora-1", "lora-8", "soft")  # no constrained decoding: not `json`
 
     def start(self, port: int, log: Path) -> ServerProcess:
         cmd = [PYTHON, "-m", "loadtests.bench.hf_peft_server", "--model", str(self.assets.base),

@@ -134,6 +134,7 @@ class CellStats:
     latency_p99_ms: float | None
     short_outputs: int  # measured requests with fewer tokens than asked (EOS or stop)
     first_error: str | None = None
+    output_tokens_mean: float | None = None  # completion tokens per measured request
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,4 +156,5 @@ def summarize(records: list[Record], t_window: float, t_end: float, max_tokens: 
         latency_p50_ms=percentile(latencies, 50), latency_p99_ms=percentile(latencies, 99),
         short_outputs=sum(r.tokens < max_tokens for r in ok),
         first_error=errors[0].error if errors else None,
+        output_tokens_mean=statistics.fmean(r.tokens for r in ok) if ok else None,
     )

@@ -32,6 +32,8 @@ class Ours(Contender):
         # Adapters load on first use: touch each once so loading is not timed in the first cell.
         for name in [*self.assets.loras, self.assets.soft_prompt]:
             accepts_field(server.url, self.completion_body(name, 0), "max_tokens", 1)
+        if "json" in self.workloads:
+            self.check_json_schema(server.url)
 
     def request(self, target: Target, i: int) -> tuple[str, dict]:
         extra = {"ignore_eos": True} if self.ignore_eos else {}
@@ -41,4 +43,4 @@ class Ours(Contender):
             model = target.lora or self.assets.soft_prompt
         else:
             model = target.lora or BASE_NAME
-        return "/v1/completions", self.completion_body(model, i, **extra)
+        return "/v1/completions", self.constrained(self.completion_body(model, i, **extra), target)

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 REFERENCE = "stock-vllm"
 NOLORA = "stock-vllm-nolora"
+JSON = "json"  # the structured-outputs workload
 COLORS = {"ours": "tab:blue", REFERENCE: "tab:orange", NOLORA: "tab:gray", "hf-peft": "tab:green"}
 
 
@@ -90,7 +91,7 @@ def targets(results: dict) -> str:
 
     def stat(contender, workload, conc, key):
         c = cells.get((contender, workload, conc))
-        return None if c is None else c["stats"][key]
+        return None if c is None else c["stats"].get(key)  # .get: results from before a field existed
 
     lines.append("**ours vs stock vLLM** (target: tokens/s >= 1.0x, TTFT p50 <= 1.1x)\n")
     lines.append("| workload | conc. | tokens/s ratio | TTFT p50 ratio | verdict |")
@@ -131,6 +132,10 @@ def targets(results: dict) -> str:
             verdict = ("PASS" if tok >= 0.95 and ttft <= 1.25 else "MISS") if c == "ours" else "-"
             lines.append(f"| {conc} | {c} | {tok:.2f}x | {ttft:.2f}x | {verdict} |")
 
+    if any(workload == JSON for _, workload, _ in cells):
+        lines.append("")
+        lines.append(structured_outputs(results, stat))
+
     lines.append("\n**8-LoRA mix vs base, same server** (measured; stock vLLM on this CPU ~0.42x at 16)\n")
     lines.append("| conc. | ours | stock vLLM | hf-peft |")
     lines.append("|---:|---:|---:|---:|")
@@ -139,6 +144,39 @@ def targets(results: dict) -> str:
              for c in ("ours", REFERENCE, "hf-peft")]
         if any(x is not None for x in r):
             lines.append(f"| {conc} | " + " | ".join(f"{_fmt(x, 2)}x" if x is not None else "-" for x in r) + " |")
+    return "\n".join(lines)
+
+
+def structured_outputs(results: dict, stat) -> str:
+    """The `json` workload (response_format json_schema) against plain requests on the same server
+    (target for ours: tokens/s >= 0.90x) and against stock vLLM's structured outputs (>= 1.0x)."""
+    lines = ["**Structured outputs: json_schema vs plain (base), same server** (target for ours: "
+             "tokens/s >= 0.90x; TTFT p50 ratio shown)\n",
+             "| conc. | contender | tokens/s ratio | TTFT p50 ratio | tokens/request json (base) | verdict |",
+             "|---:|---|---:|---:|---:|---|"]
+    for conc in results["concurrency"]:
+        for c in ("ours", REFERENCE):
+            tok, ttft = (_ratio(stat(c, JSON, conc, key), stat(c, "base", conc, key))
+                         for key in ("tokens_per_s", "ttft_p50_ms"))
+            if tok is None:
+                continue
+            lengths = (f"{_fmt(stat(c, JSON, conc, 'output_tokens_mean'), 1)} "
+                       f"({_fmt(stat(c, 'base', conc, 'output_tokens_mean'), 1)})")
+            verdict = ("PASS" if tok >= 0.90 else "MISS") if c == "ours" else "-"
+            lines.append(f"| {conc} | {c} | {tok:.2f}x | {_fmt(ttft, 2)}x | {lengths} | {verdict} |"
+                         .replace("| -x |", "| - |"))
+    lines += ["\n**Structured outputs: ours vs stock vLLM, json_schema requests** (target: tokens/s "
+              ">= 1.0x; TTFT p50 ratio shown)\n",
+              "| conc. | ours tokens/s | stock tokens/s | tokens/s ratio | TTFT p50 ratio | verdict |",
+              "|---:|---:|---:|---:|---:|---|"]
+    for conc in results["concurrency"]:
+        ours, stock = (stat(c, JSON, conc, "tokens_per_s") for c in ("ours", REFERENCE))
+        tok = _ratio(ours, stock)
+        if tok is None:
+            continue
+        ttft = _ratio(stat("ours", JSON, conc, "ttft_p50_ms"), stat(REFERENCE, JSON, conc, "ttft_p50_ms"))
+        lines.append(f"| {conc} | {_fmt(ours)} | {_fmt(stock)} | {tok:.2f}x | {_fmt(ttft, 2)}x "
+                     f"| {'PASS' if tok >= 1.0 else 'MISS'} |".replace("| -x |", "| - |"))
     return "\n".join(lines)
 
 

@@ -41,6 +41,8 @@ class StockVLLM(Contender):
     def prepare(self, server: ServerProcess) -> None:
         if "soft" in self.workloads:
             self.prompt_embeds(0)  # load tokenizer and tensors now, not inside a timed cell
+        if "json" in self.workloads:
+            self.check_json_schema(server.url)
         if not self.enable_lora:
             return
         for name in self.assets.loras:
@@ -74,7 +76,7 @@ class StockVLLM(Contender):
         return base64.b64encode(buffer.getvalue()).decode()
 
     def request(self, target: Target, i: int) -> tuple[str, dict]:
-        body = self.completion_body(target.lora or BASE_NAME, i, ignore_eos=True)
+        body = self.constrained(self.completion_body(target.lora or BASE_NAME, i, ignore_eos=True), target)
         if target.soft_prompt:
             del body["prompt"]  # with both, vLLM would run two prompts
             body["prompt_embeds"] = self.prompt_embeds(i)

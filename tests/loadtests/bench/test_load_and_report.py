@@ -75,3 +75,74 @@ def test_rounds_are_merged_by_median():
     assert merged["rounds"] == 3
     assert merged["stats"]["tokens_per_s"] == 90 and merged["stats"]["ttft_p50_ms"] == 12
     assert merged["stats"]["errors"] == 3
+
+
+def test_output_tokens_mean_covers_measured_requests():
+    records = [_record(11, 1, 0.1, 64), _record(12, 1, 0.1, 60), _record(21, 1, 0.1, 10)]  # last: after
+    stats = summarize(records, 10.0, 20.0, max_tokens=64)
+    assert stats.output_tokens_mean == pytest.approx(62) and stats.short_outputs == 1
+
+
+def _json_results(cells, concurrency=(16,)):
+    return {"command": "x", "date": "d", "machine": "m", "warmup_s": 1, "duration_s": 2, "max_tokens": 64,
+            "contenders": ["ours", "stock-vllm"], "workloads": ["base", "json"], "concurrency": list(concurrency),
+            "descriptions": {}, "notes": [], "cells": cells}
+
+
+def test_report_structured_outputs_targets():
+    cells = [_cell("ours", "base", 16, 700, 250), _cell("ours", "json", 16, 651, 300),
+             _cell("stock-vllm", "base", 16, 600, 400), _cell("stock-vllm", "json", 16, 420, 500),
+             _cell("ours", "base", 1, 70, 50), _cell("ours", "json", 1, 60, 60),
+             _cell("stock-vllm", "base", 1, 70, 50), _cell("stock-vllm", "json", 1, 63, 50)]
+    for c in cells:
+        c["stats"]["output_tokens_mean"] = 64.0
+    results = _json_results(cells, (1, 16))
+    md = report.table(results) + "\n" + report.targets(results)  # render() adds the plots: slower
+    assert "**Structured outputs: json_schema vs plain (base), same server**" in md
+    assert "| 16 | ours | 0.93x | 1.20x | 64.0 (64.0) | PASS |" in md  # json/base on ours
+    assert "| 16 | stock-vllm | 0.70x | 1.25x | 64.0 (64.0) | - |" in md
+    assert "| 1 | ours | 0.86x | 1.20x | 64.0 (64.0) | MISS |" in md
+    assert "| 16 | 651 | 420 | 1.55x | 0.60x | PASS |" in md  # ours vs stock, json
+    assert "| 1 | 60 | 63 | 0.95x | 1.20x | MISS |" in md
+    assert "| json | 16 | ours | 651 |" in md  # and in the main table, against stock
+
+
+def test_report_without_json_cells_has_no_structured_section():
+    md = report.targets(_json_results([_cell("ours", "base", 16, 700, 250)]))
+    assert "Structured outputs" not in md
+
+
+def test_json_requests_carry_the_schema_and_no_ignore_eos(tmp_path):
+    from loadtests.bench.assets import BenchAssets
+    from loadtests.bench.hf_peft import HFPeft
+    from loadtests.bench.ours import Ours
+    from loadtests.bench.stock_vllm import StockVLLM
+    from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, WORKLOAD_NAMES, Target, workloads
+
+    assets = BenchAssets(tmp_path)
+    assert tuple(workloads(assets)) == WORKLOAD_NAMES
+    assert workloads(assets)["json"].target(5) == Target(json_schema=True)
+    ours, stock = Ours(assets), StockVLLM(assets)
+    ours.ignore_eos = True
+    for contender in (ours, stock):
+        assert "json" in contender.workloads
+        path, body = contender.request(Target(json_schema=True), 7)
+        assert path == "/v1/completions" and body["model"] == "base" and body["stream"] is True
+        assert body["response_format"] == {"type": "json_schema",
+                                           "json_schema": {"name": "bench_digits", "schema": JSON_SCHEMA}}
+        assert "ignore_eos" not in body and body["max_tokens"] == MAX_TOKENS and body["temperature"] == 0.0
+        _, plain = contender.request(Target(), 7)
+        assert plain["ignore_eos"] is True and "response_format" not in plain
+        assert {k: v for k, v in body.items() if k != "response_format"} == \
+            {k: v for k, v in plain.items() if k != "ignore_eos"}  # same prompt and sampling otherwise
+    assert "json" not in HFPeft.workloads
+
+
+def test_json_schema_fixes_the_output_length():
+    """`"`, 61 digits, `"`, EOS: MAX_TOKENS tokens on the bench tokenizer (single-digit tokens)."""
+    import re
+
+    from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS
+
+    digits = int(re.fullmatch(r"\^\[0-9\]\{(\d+)\}\$", JSON_SCHEMA["pattern"]).group(1))
+    assert JSON_SCHEMA["type"] == "string" and 1 + digits + 1 + 1 == MAX_TOKENS
