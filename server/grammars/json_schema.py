@@ -11,7 +11,8 @@
    character class that admits raw control characters (xgrammar issue #800): a TAB inside such a
    string is invalid JSON that strict parsers (json.loads, pydantic) refuse. The same bound
    written as a `pattern` goes through xgrammar's JSON-aware regex, which refuses them, so
-   bounded strings are rewritten to `"pattern": "^.{min,max}$"`.
+   bounded strings are rewritten to `"pattern": "^.{min,max}$"`, in runs of at most 128
+   (`MAX_REPEAT`: a longer repeat fails to compile in xgrammar 0.2.8's cached compiler).
 
 Both apply to JSON schemas, JSON objects and the JSON inside structural tags (tool calls).
 """
@@ -23,6 +24,8 @@ import os
 
 LIMIT_ENV = "ADAPTER_SERVE_JSON_MAX_WHITESPACE"
 """Set by server.engine from ServerConfig.json_max_whitespace (empty: no bound)."""
+
+MAX_REPEAT = 128
 
 # Keys whose values are JSON data, not schemas: never rewritten.
 _DATA_KEYS = frozenset({"enum", "const", "default", "examples"})
@@ -44,9 +47,19 @@ def fix_schema(schema):
              for key, value in schema.items()}
     lengths = ("minLength" in fixed, "maxLength" in fixed)
     if fixed.get("type") == "string" and any(lengths) and not _STRING_CONSTRAINTS & fixed.keys():
-        low, high = fixed.pop("minLength", 0), fixed.pop("maxLength", "")
-        fixed["pattern"] = f"^.{{{low},{high}}}$"
+        fixed["pattern"] = length_pattern(fixed.pop("minLength", 0), fixed.pop("maxLength", None))
     return fixed
+
+
+def length_pattern(low: int, high: int | None) -> str:
+    """A regex for strings of `low` to `high` (None: any more) characters, no repeat above
+    MAX_REPEAT: the required characters in exact runs, then the optional ones in bounded runs."""
+    def runs(count: int, optional: bool) -> str:
+        sizes = [MAX_REPEAT] * (count // MAX_REPEAT) + [count % MAX_REPEAT] * bool(count % MAX_REPEAT)
+        return "".join(f".{{0,{n}}}" if optional else f".{{{n}}}" for n in sizes)
+
+    rest = ".*" if high is None else runs(max(high - low, 0), optional=True)
+    return f"^{runs(low, optional=False)}{rest}$"
 
 
 def fix_structural_tag(tag, bound: int | None):

@@ -64,3 +64,29 @@ def test_structural_tags_get_both_fixes():
     assert content["max_whitespace_cnt"] == 7
     assert content["json_schema"] == fix_schema(BOUNDED)
     xgrammar.Grammar.from_structural_tag(json.dumps(fix_structural_tag(tag, 7)))  # still valid
+
+
+@pytest.mark.parametrize("low, high", [(0, 5), (3, None), (150, 300), (0, 129), (256, 256)])
+def test_long_bounds_compile_in_runs_xgrammar_can_cache(tokenizer_info, low, high):
+    compiler = xgrammar.GrammarCompiler(tokenizer_info)  # cached, as in the engine
+    schema = fix_schema({"type": "string", "minLength": low,
+                         **({"maxLength": high} if high is not None else {})})
+    compiler.compile_json_schema(schema)
+    for n in (low, (high or low + 300), max(low - 1, 0), (high or 10**6) + 1):
+        ok = low <= n <= (high if high is not None else n)
+        assert accepts(schema, json.dumps("a" * n)) is ok, n
+
+
+def test_xgrammar_cached_compiler_fails_on_long_repeats(tokenizer_info):
+    """Why the runs: if this stops failing, xgrammar has fixed it."""
+    with pytest.raises(RuntimeError):
+        xgrammar.GrammarCompiler(tokenizer_info).compile_json_schema(
+            {"type": "string", "pattern": "^.{0,129}$"})
+
+
+@pytest.fixture(scope="module")
+def tokenizer_info(tiny):
+    from transformers import AutoTokenizer
+
+    return xgrammar.TokenizerInfo.from_huggingface(AutoTokenizer.from_pretrained(tiny["base"]),
+                                                   vocab_size=512)
