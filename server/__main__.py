@@ -1,13 +1,17 @@
-"""python -m server --model DIR --adapters DIR [--host H] [--port P] [--api-key K] ..."""
+"""python -m server --model DIR --adapters DIR [--host H] [--port P] [--api-key K] ...
+
+Exit status: 0 after a shutdown (SIGTERM, SIGINT), 1 when the engine failed to start, 3 when
+the engine died while serving (see server.lifecycle).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-import uvicorn
-
+from server import lifecycle
 from server.app import create_app
+from server.auth import KeysFileError
 from server.cli_args import parse_dataclass
 from server.config import ServerConfig
 
@@ -16,11 +20,17 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
-                timeout_graceful_shutdown=5)
-    if app.state.server.startup_error:
-        sys.exit(f"engine start-up failed: {app.state.server.startup_error}")
+    try:
+        app = create_app(config)
+    except KeysFileError as exc:
+        sys.exit(f"--api-keys-file: {exc}")
+    state = app.state.server
+    lifecycle.Server(lifecycle.uvicorn_config(app, state), state).run()
+    if state.startup_error:
+        print(f"engine start-up failed: {state.startup_error}", file=sys.stderr)
+        sys.exit(lifecycle.EXIT_STARTUP_FAILED)
+    if state.engine_died and config.exit_on_engine_death:
+        sys.exit(lifecycle.EXIT_ENGINE_DIED)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import AutoTokenizer
 
+from server import lifecycle
 from server.adapters.base_model import BaseModelInfo
+from server.auth import KeyRing
 from server.adapters.registry import AdapterRegistry
 from server.adapters.soft_prompt import SoftPromptLoader
 from server.api import generation, models, ops, responses
@@ -98,7 +100,8 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
         count(request, exc.status)
-        return JSONResponse(exc.to_response().model_dump(), status_code=exc.status)
+        return JSONResponse(exc.to_response().model_dump(), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -125,9 +128,10 @@ def create_app(config: ServerConfig, *, start: bool = True,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(_start(state)) if start else None
+        tasks = [asyncio.create_task(_start(state)),
+                 asyncio.create_task(lifecycle.watch_engine(state))] if start else []
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
         if state.registry is not None:
             state.registry.close()
@@ -137,7 +141,9 @@ def create_app(config: ServerConfig, *, start: bool = True,
     app = FastAPI(title="adapter-serve", lifespan=lifespan)
     app.state.server = state
     app.state.metrics_registry = registry
-    app.state.api_keys = [*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])]
+    app.state.api_keys = KeyRing(
+        plain=[*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])],
+        file=Path(config.api_keys_file) if config.api_keys_file else None)
     _install_error_handlers(app, state.metrics)
     for module in (ops, models, generation, responses):
         app.include_router(module.router)

@@ -28,6 +28,11 @@ class ServerConfig:
     """Accepted API keys (`Authorization: Bearer KEY`). None given: no authentication.
     The SERVER_API_KEY environment variable adds one more."""
 
+    api_keys_file: str | None = None
+    """YAML file of API keys, each scoped to adapter names or glob patterns, the base model or
+    not, and adapter management or not (see server/auth.py); re-read when it changes. A key
+    sees only its models; others answer 404, as unknown ones do."""
+
     served_model_name: str | None = None
     """Name clients use for the base model in `model`. Default: the model directory's name."""
 
@@ -109,6 +114,28 @@ class ServerConfig:
 
     seed: int = 0
     """Engine seed; requests with their own `seed` are reproducible regardless."""
+
+    max_queued_requests: int | None = None
+    """Most requests that may wait for a batch slot beyond the --max-num-seqs running; past it a
+    new request is answered 429 with Retry-After (`rate_limit_error`), streaming or not.
+    Default: no limit (every request waits)."""
+
+    max_queued_tokens: int | None = None
+    """Most prompt tokens that may wait for prefill (a time-to-first-token budget); past it a
+    new request is answered 429 with Retry-After. Default: no limit."""
+
+    request_timeout: float | None = None
+    """Seconds a request may take; past them it is aborted in the engine and answered 504 (an
+    error event, then [DONE], once a stream has started). A request's `request_timeout` field may
+    set a shorter deadline. Default: none."""
+
+    shutdown_timeout: float = 30.0
+    """On SIGTERM: seconds in-flight requests get to finish while new ones are refused (503);
+    those still running are then aborted (finish_reason "abort") and the server exits 0."""
+
+    exit_on_engine_death: bool = True
+    """Exit with status 3 when the engine process dies (in-flight requests get a 503 first), so a
+    supervisor restarts the server. Off: keep answering 503, for debugging."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the server (uvicorn and this package)."""

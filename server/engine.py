@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from vllm.config import StructuredOutputsConfig
+from vllm.config import StructuredOutputsConfig, VllmConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import soft_prompt_cache, vllm_plugin
+from server import lifeline, soft_prompt_cache, vllm_plugin
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
@@ -50,11 +50,24 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
     )
 
 
+def engine_config(config: ServerConfig) -> VllmConfig:
+    vllm_config = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
+    scheduler = vllm_config.scheduler_config
+    if config.max_queued_requests is not None:
+        # vLLM's limit counts running and waiting requests alike; ours counts the waiting ones.
+        scheduler.max_num_queued_reqs = scheduler.max_num_seqs + config.max_queued_requests
+    scheduler.max_num_queued_tokens = config.max_queued_tokens
+    return vllm_config
+
+
 def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
+    os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
-    return AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)
+    return AsyncLLM.from_vllm_config(engine_config(config),
+                                     usage_context=UsageContext.OPENAI_API_SERVER,
+                                     enable_log_requests=False)

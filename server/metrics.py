@@ -21,6 +21,10 @@ class Metrics:
         self.errors = Counter(
             "server_errors", "Requests answered with an error, by HTTP status.",
             ("endpoint", "status"), registry=registry)
+        self.rejected = Counter(
+            "server_rejected_requests", "Requests refused with 429 because a queue limit "
+            "(--max-queued-requests, --max-queued-tokens) was reached.", ("reason",),
+            registry=registry)
         self.prompt_tokens = Counter(
             "server_prompt_tokens", "Prompt tokens processed (virtual tokens included).",
             _REQUEST_LABELS, registry=registry)

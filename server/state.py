@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -25,6 +25,11 @@ class ServerState:
     tool_calling: ToolCalling | None = None
     started_at: int = 0
     startup_error: str | None = None
+    in_flight: set[str] = field(default_factory=set)
+    """Engine request ids still generating (aborted together when a shutdown runs out of time)."""
+    draining: bool = False
+    """A shutdown has begun: new requests are refused."""
+    engine_died: bool = False
 
     @property
     def ready(self) -> bool:

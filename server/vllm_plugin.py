@@ -13,6 +13,7 @@ It acts only when the parent is this server (the environment flag below is set b
    --no-fast-lora-ops, which `server.engine` passes on as a second environment flag).
 3. JSON grammars: bounded whitespace (--json-max-whitespace) and length-bounded strings without
    raw control characters (`server.grammars.json_schema`).
+4. Engine processes kill themselves once the server process is gone (`server.lifeline`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ ENABLE_ENV = "ADAPTER_SERVE_VLLM_PLUGIN"
 def register() -> None:
     if os.environ.get(ENABLE_ENV) != "1":
         return
+    from server import lifeline
+
+    lifeline.watch()
     from vllm.lora.layers.vocab_parallel_embedding import VocabParallelEmbeddingWithLoRA
 
     VocabParallelEmbeddingWithLoRA.can_replace_layer = classmethod(

@@ -26,6 +26,16 @@ from training.tiny import (
 )
 
 API_KEY = "test-key"
+# Scoped keys of the session server (--api-keys-file), beside the full-access API_KEY.
+KEYS_FILE = """
+keys:
+  - key: key-loras
+    adapters: ["lora-*"]
+    base_model: false
+  - key: key-manager
+    adapters: ["*"]
+    manage: true
+"""
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +101,11 @@ def server(tiny, tmp_path_factory):
     adapters = tmp_path_factory.mktemp("adapters")
     for name in ("lora-a", "lora-b", "prompt-a", "tool-lora"):
         shutil.copytree(tiny[name], adapters / name)
+    keys = tiny["root"] / "keys.yaml"
+    keys.write_text(KEYS_FILE)
     proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
-                         "--tool-call-parser", "hermes")
+                         "--tool-call-parser", "hermes", "--api-keys-file", str(keys))
+    proc.keys_file = keys
     try:
         proc.wait_ready()
         yield proc

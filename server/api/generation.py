@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from server.api.cancellation import cancel_on_disconnect
-from server.api.deps import State, check_api_key
+from server.api.deps import Caller, State, check_api_key
 from server.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
 from server.protocol.completions import CompletionRequest, CompletionResponse
 from server.serving.chat import create_chat_completion
@@ -25,11 +25,13 @@ def _respond(result):
 
 @router.post("/v1/completions", response_model=None)
 @cancel_on_disconnect
-async def completions(request: CompletionRequest, state: State, raw_request: Request):
-    return _respond(await create_completion(state, request))
+async def completions(request: CompletionRequest, state: State, caller: Caller,
+                      raw_request: Request):
+    return _respond(await create_completion(state, request, caller))
 
 
 @router.post("/v1/chat/completions", response_model=None)
 @cancel_on_disconnect
-async def chat_completions(request: ChatCompletionRequest, state: State, raw_request: Request):
-    return _respond(await create_chat_completion(state, request))
+async def chat_completions(request: ChatCompletionRequest, state: State, caller: Caller,
+                           raw_request: Request):
+    return _respond(await create_chat_completion(state, request, caller))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from server.adapters.registry import Adapter
-from server.api.deps import State, check_api_key
+from server.api.deps import Caller, State, check_api_key, managing_grant
 from server.errors import APIError
 from server.protocol.models import AdapterInfo, AdapterList, LoadAdapterRequest, ModelCard, ModelList
 
@@ -29,19 +29,24 @@ def _info(state, name: str, item: Adapter | APIError) -> AdapterInfo:
 
 
 @router.get("/v1/models")
-async def list_models(state: State) -> ModelList:
-    base = ModelCard(id=state.config.model_name, created=state.started_at,
-                     root=state.config.model, max_model_len=state.renderer.max_model_len)
-    adapters = [_card(state, a) for _, a in await state.registry.list() if isinstance(a, Adapter)]
-    return ModelList(data=[base, *adapters])
+async def list_models(state: State, caller: Caller) -> ModelList:
+    """The models the caller's key may use."""
+    name = state.config.model_name
+    base = [ModelCard(id=name, created=state.started_at, root=state.config.model,
+                      max_model_len=state.renderer.max_model_len)] if caller.base_model else []
+    adapters = [_card(state, a) for n, a in await state.registry.list()
+                if isinstance(a, Adapter) and caller.may_use(n, name)]
+    return ModelList(data=[*base, *adapters])
 
 
 @router.get("/v1/adapters")
-async def list_adapters(state: State) -> AdapterList:
-    return AdapterList(data=[_info(state, name, item) for name, item in await state.registry.list()])
+async def list_adapters(state: State, caller: Caller) -> AdapterList:
+    name = state.config.model_name
+    return AdapterList(data=[_info(state, n, item) for n, item in await state.registry.list()
+                             if caller.may_use(n, name)])
 
 
-@router.post("/v1/adapters")
+@router.post("/v1/adapters", dependencies=[Depends(managing_grant)])
 async def load_adapter(request: LoadAdapterRequest, state: State) -> AdapterInfo:
     if request.name == state.config.model_name:
         raise APIError(409, f"`{request.name}` is the base model's name", param="name")
@@ -49,7 +54,7 @@ async def load_adapter(request: LoadAdapterRequest, state: State) -> AdapterInfo
     return _info(state, request.name, adapter)
 
 
-@router.delete("/v1/adapters/{name}")
+@router.delete("/v1/adapters/{name}", dependencies=[Depends(managing_grant)])
 async def unload_adapter(name: str, state: State) -> dict:
     await state.registry.unregister(name)
     return {"id": name, "object": "adapter", "deleted": True}

@@ -1,18 +1,33 @@
-"""GET /health and GET /metrics (no API key: probes and scrapers have none)."""
+"""GET /health, GET /ready and GET /metrics (no API key: probes and scrapers have none).
+
+/health is liveness (the process and its engine are up: restart the server when it fails);
+/ready is readiness (send it traffic: also not shutting down, adapters directory readable).
+"""
 
 from __future__ import annotations
+
+import os
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.api.deps import ready_state
+from server.api.deps import State, live_state
+from server.errors import APIError
 
 router = APIRouter()
 
 
-@router.get("/health", dependencies=[Depends(ready_state)])
+@router.get("/health", dependencies=[Depends(live_state)])
 async def health() -> dict:
     return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(state: State) -> dict:
+    adapters = state.registry.root
+    if not (adapters.is_dir() and os.access(adapters, os.R_OK | os.X_OK)):
+        raise APIError(503, f"the adapters directory {adapters} is not readable")
+    return {"status": "ready"}
 
 
 @router.get("/metrics")

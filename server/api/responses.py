@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from server.api.cancellation import cancel_on_disconnect
-from server.api.deps import State, check_api_key
+from server.api.deps import Caller, State, check_api_key
 from server.api.generation import SSE_HEADERS
 from server.protocol.responses import ResponsesRequest
 from server.serving.responses import create_response
@@ -16,8 +16,9 @@ router = APIRouter(dependencies=[Depends(check_api_key)])
 
 @router.post("/v1/responses", response_model=None)
 @cancel_on_disconnect
-async def responses(request: ResponsesRequest, state: State, raw_request: Request):
-    result = await create_response(state, request)
+async def responses(request: ResponsesRequest, state: State, caller: Caller,
+                    raw_request: Request):
+    result = await create_response(state, request, caller)
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)

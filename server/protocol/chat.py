@@ -107,7 +107,8 @@ class AssistantMessage(BaseModel):
     tool_calls: Annotated[list[ToolCall] | None, omit_none] = None
 
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+# "abort" (not in OpenAI's list): the server ended the request while shutting down.
+FinishReason = Literal["stop", "length", "tool_calls", "abort"]
 
 
 class ChatChoice(BaseModel):

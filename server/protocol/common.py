@@ -106,5 +106,8 @@ class SamplingRequest(OpenAIModel):
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
     return_token_ids: bool | None = False
     """Also return the prompt's and each choice's token ids (for exact comparisons)."""
+    request_timeout: Annotated[float, Field(gt=0)] | None = None
+    """Seconds this request may take (at most the server's --request-timeout); past them it is
+    aborted and answered 504."""
     structured_outputs: StructuredOutputs | None = None
     """Constrain the output to a choice of strings, a regex or a grammar (see StructuredOutputs)."""

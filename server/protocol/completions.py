@@ -28,7 +28,8 @@ class CompletionLogprobs(BaseModel):
 
 
 class CompletionChoice(BaseModel):
-    finish_reason: Literal["stop", "length"] | None
+    # "abort" (not in OpenAI's list): the server ended the request while shutting down.
+    finish_reason: Literal["stop", "length", "abort"] | None
     index: int
     logprobs: CompletionLogprobs | None = None
     text: str

@@ -141,6 +141,9 @@ class ResponsesRequest(OpenAIModel):
     """Drop tokens whose probability is below min_p times the most likely token's."""
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
     """Multiplicative penalty on tokens already in prompt or output (1.0 = none)."""
+    request_timeout: Annotated[float, Field(gt=0)] | None = None
+    """Seconds this request may take (at most the server's --request-timeout); past them it is
+    aborted and answered 504."""
     soft_prompt: str | None = None
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
     use_adapter_template: bool | None = False

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.parser.abstract_parser import Parser
 
+from server.auth import FULL_ACCESS, Grant
 from server.errors import bad_request
 from server.protocol.chat import (
     AssistantMessage,
@@ -72,14 +73,14 @@ class ChatRun:
         return content, calls, self.tools.finish_reason(o.index in self._called, finish)
 
 
-async def start_chat(state: ServerState, request: ChatCompletionRequest, *,
+async def start_chat(state: ServerState, request: ChatCompletionRequest, caller: Grant, *,
                      endpoint: str = "chat", id_prefix: str = "chatcmpl") -> ChatRun:
     """Render, check and submit a chat request; errors on admission are raised here."""
     renderer = state.renderer
     assert renderer is not None and state.tool_calling is not None
     top_logprobs = _top_logprobs(request)
     tools = tool_calls.plan(state.tool_calling, request)
-    target = await common.target_for(state, request)
+    target = await common.target_for(state, request, caller)
     try:
         prompt = await renderer.chat_prompt(
             request.messages, request.add_generation_prompt,
@@ -104,15 +105,16 @@ async def start_chat(state: ServerState, request: ChatCompletionRequest, *,
     rid = common.request_id(id_prefix)
     counter = common.UsageCounter(prompt_tokens)
     outputs = await common.started(
-        generate(state, target, endpoint, rid, [prompt.token_ids], params, counter))
+        generate(state, target, endpoint, rid, [prompt.token_ids], params, counter,
+                 common.timeout(state, request), constraint.param if constraint else None))
     return ChatRun(id=rid, created=int(time.time()), prompt=prompt, tools=tools,
                    counter=counter, outputs=outputs)
 
 
 async def create_chat_completion(
-    state: ServerState, request: ChatCompletionRequest
+    state: ServerState, request: ChatCompletionRequest, caller: Grant = FULL_ACCESS
 ) -> ChatCompletionResponse | AsyncIterator[str]:
-    run = await start_chat(state, request)
+    run = await start_chat(state, request, caller)
     tokenizer = state.renderer.tokenizer
     top_logprobs = _top_logprobs(request)
 

@@ -10,7 +10,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 from vllm.outputs import RequestOutput
 
-from server.errors import APIError
+from server.auth import Grant
+from server.errors import APIError, model_not_found
 from server.protocol.common import PromptTokensDetails, SamplingRequest, Usage
 from server.serving.targets import Target, resolve_target
 from server.state import ServerState
@@ -22,10 +23,16 @@ def request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-async def target_for(state: ServerState, request: SamplingRequest) -> Target:
+async def target_for(state: ServerState, request: SamplingRequest, caller: Grant) -> Target:
+    """The request's adapters; one its key may not use is as unknown as a missing one (404)."""
     assert state.registry is not None
-    return await resolve_target(state.registry, state.config.model_name, request.model,
-                                request.soft_prompt)
+    base = state.config.model_name
+    for name, param in ((request.model, "model"), (request.soft_prompt, "soft_prompt")):
+        if name is not None and not caller.may_use(name, base):
+            error = model_not_found(name)
+            error.param = param
+            raise error
+    return await resolve_target(state.registry, base, request.model, request.soft_prompt)
 
 
 class UsageCounter:
@@ -55,8 +62,17 @@ class UsageCounter:
 
 
 def finish_reason(reason: str | None) -> str | None:
-    # vLLM also reports "abort"; OpenAI clients only know stop and length.
-    return None if reason is None else ("length" if reason == "length" else "stop")
+    """vLLM's reason as OpenAI's: "stop" or "length", and "abort" for a request the server ended
+    (a shutdown that ran out of time); vLLM's other reasons (a repetition stop) are stops."""
+    if reason is None or reason in ("length", "abort"):
+        return reason
+    return "stop"
+
+
+def timeout(state: ServerState, request) -> float | None:
+    """The request's deadline in seconds: its own `request_timeout`, never past the server's."""
+    limits = [t for t in (state.config.request_timeout, request.request_timeout) if t is not None]
+    return min(limits) if limits else None
 
 
 def sse(payload: BaseModel | dict) -> str:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from vllm.outputs import CompletionOutput
 
+from server.auth import FULL_ACCESS, Grant
 from server.errors import bad_request
 from server.protocol.common import Usage
 from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
@@ -27,12 +28,12 @@ def _check_supported(request: CompletionRequest) -> None:
 
 
 async def create_completion(
-    state: ServerState, request: CompletionRequest
+    state: ServerState, request: CompletionRequest, caller: Grant = FULL_ACCESS
 ) -> CompletionResponse | AsyncIterator[str]:
     _check_supported(request)
     renderer = state.renderer
     assert renderer is not None
-    target = await common.target_for(state, request)
+    target = await common.target_for(state, request, caller)
     try:
         prompts = await renderer.completion_prompts(
             request.prompt, target.apply_template if request.use_adapter_template else None)
@@ -50,7 +51,8 @@ async def create_completion(
     created = int(time.time())
     counter = common.UsageCounter(sum(len(p.token_ids) + virtual for p in prompts))
     outputs = await common.started(generate(
-        state, target, "completions", rid, [p.token_ids for p in prompts], params, counter))
+        state, target, "completions", rid, [p.token_ids for p in prompts], params, counter,
+        common.timeout(state, request), constraint.param if constraint else None))
 
     def choice(prompt_index: int, out: CompletionOutput, first: bool,
                offset: int = 0) -> CompletionChoice:

@@ -9,7 +9,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from vllm.exceptions import GracefulHTTPError, VLLMClientError
+from vllm.exceptions import (
+    GracefulHTTPError,
+    MaxQueuedTokensError,
+    QueueOverflowError,
+    VLLMClientError,
+)
 from vllm.outputs import RequestOutput
 from vllm.sampling_params import SamplingParams
 from vllm.utils.async_utils import merge_async_iterators
@@ -35,9 +40,12 @@ async def generate(
     prompts: list[list[int]],
     params: SamplingParams,
     counter: UsageCounter,
+    timeout: float | None = None,
+    constraint_param: str | None = None,
 ) -> AsyncIterator[tuple[int, RequestOutput]]:
     """Yield (prompt index, output) as the engine produces them, counted into `counter`; record
-    metrics at the end.
+    metrics at the end. Past `timeout` seconds the engine requests are aborted and a 504 raised.
+    `constraint_param`: the request field of its structured-output constraint, if any.
 
     Takes over the target's hold on its adapters and releases it when the last output is out.
     """
@@ -51,16 +59,24 @@ async def generate(
     started = time.perf_counter()
     first_token_at = None
     status = "error"
-    streams = [
-        engine.generate(engine_input(target, ids), params, f"{request_id}-{i}",
-                        lora_request=lora_request)
-        for i, ids in enumerate(prompts)
-    ]
+    engine_ids = [f"{request_id}-{i}" for i in range(len(prompts))]
+    merged = merge_async_iterators(*(
+        engine.generate(engine_input(target, ids), params, engine_id, lora_request=lora_request)
+        for engine_id, ids in zip(engine_ids, prompts)))
+    deadline = None if timeout is None else started + timeout
+    state.in_flight.update(engine_ids)
     try:
-        async for index, output in merge_async_iterators(*streams):
+        while True:
+            try:
+                index, output = await _next(merged, deadline)
+            except StopAsyncIteration:
+                break
             if any(o.finish_reason == "error" for o in output.outputs):
-                # The engine failed this request alone (e.g. a grammar that passed the checks
-                # but did not compile); the engine core logged why.
+                # The engine failed this request alone; the engine core logged why.
+                if constraint_param is not None and not counter.completion_tokens:
+                    # A grammar that passed the checks but did not compile (an xgrammar limit).
+                    raise APIError(400, f"{constraint_param}: the structured-output backend "
+                                   "could not compile it", param=constraint_param)
                 raise APIError(500, "the engine could not complete this request; the server "
                                "log has the details")
             if counter.add(index, output) and first_token_at is None:
@@ -71,13 +87,25 @@ async def generate(
     except (asyncio.CancelledError, GeneratorExit):
         status = "aborted"  # the client went away; vLLM aborts the engine requests
         raise
+    except TimeoutError as exc:
+        status = "timeout"  # waiting for the next output was cancelled: vLLM aborted them
+        raise APIError(504, f"the request did not finish within its deadline of {timeout:g} s",
+                       param="request_timeout", code="timeout") from exc
     except EngineDeadError as exc:
         raise APIError(503, "the engine has stopped; the server needs a restart") from exc
+    except (QueueOverflowError, MaxQueuedTokensError) as exc:
+        status = "rejected"
+        reason = "queued_requests" if isinstance(exc, QueueOverflowError) else "queued_tokens"
+        m.rejected.labels(reason=reason).inc()
+        raise APIError(429, f"the server is busy ({reason.replace('_', ' ')} at their limit); "
+                       "retry after a short wait", code=reason,
+                       headers={"Retry-After": "1"}) from exc
     except GracefulHTTPError as exc:
         raise APIError(int(exc.http_status), exc.message) from exc
     except (VLLMClientError, ValueError) as exc:
         raise APIError(400, str(exc)) from exc
     finally:
+        state.in_flight.difference_update(engine_ids)
         target.release()
         if status == "ok":
             m.request_latency.labels(*labels).observe(time.perf_counter() - started)
@@ -85,3 +113,11 @@ async def generate(
         m.prompt_tokens.labels(*labels).inc(counter.prompt_tokens)
         m.cached_prompt_tokens.labels(*labels).inc(counter.cached_tokens)
         m.generation_tokens.labels(*labels).inc(counter.completion_tokens)
+
+
+async def _next(outputs: AsyncIterator, deadline: float | None):
+    """The next output; past `deadline` (perf_counter time) a TimeoutError, having cancelled
+    the wait, which aborts the engine requests as a client disconnect does."""
+    if deadline is None:
+        return await anext(outputs)
+    return await asyncio.wait_for(anext(outputs), max(0.0, deadline - time.perf_counter()))

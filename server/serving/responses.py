@@ -20,6 +20,7 @@ from openai.types.responses import (
     ResponseContentPartDoneEvent,
     ResponseCreatedEvent,
     ResponseErrorEvent,
+    ResponseFailedEvent,
     ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseFunctionToolCall,
@@ -35,6 +36,7 @@ from openai.types.responses import (
 )
 from pydantic import BaseModel
 
+from server.auth import FULL_ACCESS, Grant
 from server.errors import APIError, bad_request
 from server.protocol.chat import (
     ChatCompletionRequest,
@@ -99,6 +101,7 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         temperature=request.temperature, top_p=request.top_p, seed=request.seed,
         top_k=request.top_k, min_p=request.min_p, repetition_penalty=request.repetition_penalty,
         soft_prompt=request.soft_prompt, use_adapter_template=request.use_adapter_template,
+        request_timeout=request.request_timeout,
         user=request.user, parallel_tool_calls=request.parallel_tool_calls,
         response_format=None if fmt is None else ResponseFormat(type=fmt.type,
                                                                json_schema=fmt.json_schema()),
@@ -125,10 +128,10 @@ def _as_responses_error(exc: APIError) -> APIError:
     return exc
 
 
-async def create_response(state: ServerState,
-                          request: ResponsesRequest) -> dict | AsyncIterator[str]:
+async def create_response(state: ServerState, request: ResponsesRequest,
+                          caller: Grant = FULL_ACCESS) -> dict | AsyncIterator[str]:
     try:
-        run = await start_chat(state, chat_request(request), endpoint="responses",
+        run = await start_chat(state, chat_request(request), caller, endpoint="responses",
                                id_prefix="resp")
     except APIError as exc:
         raise _as_responses_error(exc) from exc
@@ -138,7 +141,7 @@ async def create_response(state: ServerState,
         async for _, out in run.outputs:
             for o in out.outputs:
                 content, calls, finish = run.message(o)
-                status = "incomplete" if finish == "length" else "completed"
+                status = _item_status(finish)
                 if content:
                     output.append(shape.message(content, status))
                 output.extend(shape.function_call(c.id, c.function.name, c.function.arguments,
@@ -176,13 +179,15 @@ class _Shape:
     def response(self, output: list, finish: str | None, status: str | None = None) -> Response:
         request = self.request
         if status is None:
-            status = "incomplete" if finish == "length" else "completed"
+            status = {"length": "incomplete", "abort": "failed"}.get(finish, "completed")
         usage = self.run.counter.usage()
         fmt = request.text.format if request.text and request.text.format else None
         return Response(
             id=self.run.id, object="response", created_at=self.run.created,
             model=request.model, status=status, output=output,
             incomplete_details={"reason": "max_output_tokens"} if status == "incomplete" else None,
+            error={"code": "server_error", "message": "the server shut down before the response "
+                   "was finished"} if status == "failed" else None,
             instructions=request.instructions, metadata=request.metadata,
             max_output_tokens=request.max_output_tokens, temperature=request.temperature,
             top_p=request.top_p, user=request.user, store=False, truncation="disabled",
@@ -257,7 +262,7 @@ class _Shape:
             yield self.event(ResponseErrorEvent, type="error", message=error.message,
                              code=error.code, param=error.param)
             return
-        status = "incomplete" if finish == "length" else "completed"
+        status = _item_status(finish)
         done: dict[int, BaseModel] = {}
         if text is not None:
             full = "".join(text)
@@ -279,10 +284,13 @@ class _Shape:
             yield self.event(ResponseOutputItemDoneEvent, type="response.output_item.done",
                              output_index=call["index"], item=done[call["index"]])
         final = self.response([done[i] for i in sorted(done)], finish)
-        if final.status == "incomplete":
-            yield self.event(ResponseIncompleteEvent, type="response.incomplete", response=final)
-        else:
-            yield self.event(ResponseCompletedEvent, type="response.completed", response=final)
+        end = {"incomplete": ResponseIncompleteEvent, "failed": ResponseFailedEvent}.get(
+            final.status, ResponseCompletedEvent)
+        yield self.event(end, type=f"response.{final.status}", response=final)
+
+
+def _item_status(finish: str | None) -> str:
+    return "incomplete" if finish in ("length", "abort") else "completed"
 
 
 def _dump(model: BaseModel) -> dict:

@@ -167,3 +167,13 @@ def test_responses_error_mid_stream_becomes_an_error_event(make_client):
     kind, data = events[-1]
     assert kind == "error" and data["code"] == "service_unavailable"
     assert "response.completed" not in [kind for kind, _ in events]
+
+
+def test_draining_refuses_new_requests_but_stays_alive(make_client):
+    client = make_client()
+    assert client.get("/ready").status_code == 200
+    client.app.state.server.draining = True
+    r = client.post("/v1/completions", json=BODY)
+    assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
