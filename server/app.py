@@ -27,7 +27,7 @@ from server.adapters.base_model import BaseModelInfo
 from server.auth import KeyRing
 from server.adapters.registry import AdapterRegistry
 from server.adapters.soft_prompt import SoftPromptLoader
-from server.api import generation, models, ops, responses
+from server.api import generation, models, openapi, ops, responses
 from server.config import ServerConfig
 from server.engine import start_engine
 from server.errors import APIError, error_body
@@ -147,4 +147,5 @@ def create_app(config: ServerConfig, *, start: bool = True,
     _install_error_handlers(app, state.metrics)
     for module in (ops, models, generation, responses):
         app.include_router(module.router)
+    openapi.without_422(app)
     return app

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends
 
 from server.adapters.registry import Adapter
 from server.api.deps import Caller, State, check_api_key, managing_grant
+from server.api.openapi import errors
 from server.errors import APIError
 from server.protocol.models import AdapterInfo, AdapterList, LoadAdapterRequest, ModelCard, ModelList
 
-router = APIRouter(dependencies=[Depends(check_api_key)])
+router = APIRouter(dependencies=[Depends(check_api_key)], responses=errors(401, 503))
 
 
 def _card(state, adapter: Adapter) -> ModelCard:
@@ -46,7 +47,8 @@ async def list_adapters(state: State, caller: Caller) -> AdapterList:
                              if caller.may_use(n, name)])
 
 
-@router.post("/v1/adapters", dependencies=[Depends(managing_grant)])
+@router.post("/v1/adapters", dependencies=[Depends(managing_grant)],
+             responses=errors(400, 403, 404, 409))
 async def load_adapter(request: LoadAdapterRequest, state: State) -> AdapterInfo:
     if request.name == state.config.model_name:
         raise APIError(409, f"`{request.name}` is the base model's name", param="name")
@@ -54,7 +56,8 @@ async def load_adapter(request: LoadAdapterRequest, state: State) -> AdapterInfo
     return _info(state, request.name, adapter)
 
 
-@router.delete("/v1/adapters/{name}", dependencies=[Depends(managing_grant)])
+@router.delete("/v1/adapters/{name}", dependencies=[Depends(managing_grant)],
+               responses=errors(403, 404))
 async def unload_adapter(name: str, state: State) -> dict:
     await state.registry.unregister(name)
     return {"id": name, "object": "adapter", "deleted": True}

@@ -12,17 +12,18 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.api.deps import State, live_state
+from server.api.openapi import errors
 from server.errors import APIError
 
 router = APIRouter()
 
 
-@router.get("/health", dependencies=[Depends(live_state)])
+@router.get("/health", dependencies=[Depends(live_state)], responses=errors(503))
 async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=errors(503))
 async def ready(state: State) -> dict:
     adapters = state.registry.root
     if not (adapters.is_dir() and os.access(adapters, os.R_OK | os.X_OK)):
@@ -30,7 +31,8 @@ async def ready(state: State) -> dict:
     return {"status": "ready"}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition.", "content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics_registry),
                     media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from server.protocol.common import ExtensionIds, OpenAIModel, SamplingRequest, Usage, omit_none
+from server.protocol.common import (
+    EXTENSION,
+    ExtensionIds,
+    OpenAIModel,
+    SamplingRequest,
+    Usage,
+    omit_none,
+)
 
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
@@ -82,7 +89,7 @@ class ChatCompletionRequest(SamplingRequest):
     top_logprobs: Annotated[int, Field(ge=0)] | None = None
 
     # Extensions (not in the OpenAI API)
-    add_generation_prompt: bool = True
+    add_generation_prompt: Annotated[bool, EXTENSION] = True
     """Open an assistant turn after the messages (the chat template's generation prompt)."""
 
 

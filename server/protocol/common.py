@@ -9,7 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class OpenAIModel(BaseModel):
     # OpenAI answers an unknown argument with 400; so do we, which also catches typos like top_K.
-    model_config = ConfigDict(extra="forbid")
+    # Field docstrings become the descriptions in /openapi.json.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+# Marks a field OpenAI does not have, in the code and as `x-extension: true` in /openapi.json.
+EXTENSION = Field(json_schema_extra={"x-extension": True})
 
 
 class StreamOptions(OpenAIModel):
@@ -24,7 +29,7 @@ def _is_none(value) -> bool:
 # A response field left out entirely when it has no value (`Annotated[T | None, omit_none]`).
 omit_none = Field(exclude_if=_is_none)
 # An extension field in a response: left out entirely unless the request asked for it.
-ExtensionIds = Annotated[list[int] | None, Field(default=None, exclude_if=_is_none)]
+ExtensionIds = Annotated[list[int] | None, Field(default=None, exclude_if=_is_none), EXTENSION]
 
 
 class PromptTokensDetails(BaseModel):
@@ -90,24 +95,24 @@ class SamplingRequest(OpenAIModel):
     user: str | None = None
 
     # Extensions (not in the OpenAI API)
-    top_k: Annotated[int, Field(ge=-1)] | None = None
+    top_k: Annotated[Annotated[int, Field(ge=-1)] | None, EXTENSION] = None
     """Sample from the k most likely tokens only; -1 or 0 means no limit."""
-    min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    min_p: Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, EXTENSION] = None
     """Drop tokens whose probability is below min_p times the most likely token's."""
-    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
+    repetition_penalty: Annotated[Annotated[float, Field(gt=0.0, le=2.0)] | None, EXTENSION] = None
     """Multiplicative penalty on tokens already in prompt or output (1.0 = none)."""
-    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    min_tokens: Annotated[Annotated[int, Field(ge=0)] | None, EXTENSION] = None
     """Generate at least this many tokens before EOS or a stop string may end the output."""
-    ignore_eos: bool | None = False
+    ignore_eos: Annotated[bool | None, EXTENSION] = False
     """Keep generating past the end-of-sequence token (fixed-length outputs for benchmarks)."""
-    use_adapter_template: bool | None = False
+    use_adapter_template: Annotated[bool | None, EXTENSION] = False
     """Wrap the prompt (or the last user message) in the adapter manifest's prompt template."""
-    soft_prompt: str | None = None
+    soft_prompt: Annotated[str | None, EXTENSION] = None
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
-    return_token_ids: bool | None = False
+    return_token_ids: Annotated[bool | None, EXTENSION] = False
     """Also return the prompt's and each choice's token ids (for exact comparisons)."""
-    request_timeout: Annotated[float, Field(gt=0)] | None = None
+    request_timeout: Annotated[Annotated[float, Field(gt=0)] | None, EXTENSION] = None
     """Seconds this request may take (at most the server's --request-timeout); past them it is
     aborted and answered 504."""
-    structured_outputs: StructuredOutputs | None = None
+    structured_outputs: Annotated[StructuredOutputs | None, EXTENSION] = None
     """Constrain the output to a choice of strings, a regex or a grammar (see StructuredOutputs)."""

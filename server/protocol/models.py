@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from server.protocol.common import OpenAIModel
+from server.protocol.common import EXTENSION, OpenAIModel
 
 
 class ModelCard(BaseModel):
@@ -17,9 +17,9 @@ class ModelCard(BaseModel):
 
     # Extensions (not in the OpenAI API), as vLLM lists them: `root` is the weights' location,
     # `parent` the base model an adapter applies to (None for the base itself).
-    root: str | None = None
-    parent: str | None = None
-    max_model_len: int | None = None
+    root: Annotated[str | None, EXTENSION] = None
+    parent: Annotated[str | None, EXTENSION] = None
+    max_model_len: Annotated[int | None, EXTENSION] = None
 
 
 class ModelList(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from server.protocol.chat import FunctionName
-from server.protocol.common import JSONSchema, OpenAIModel, Temperature
+from server.protocol.common import EXTENSION, JSONSchema, OpenAIModel, Temperature
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
@@ -133,18 +133,18 @@ class ResponsesRequest(OpenAIModel):
     user: str | None = None
 
     # Extensions (not in the OpenAI API), as on /v1/chat/completions
-    seed: int | None = None
+    seed: Annotated[int | None, EXTENSION] = None
     """Seed of the sampler, for reproducible sampled outputs."""
-    top_k: Annotated[int, Field(ge=-1)] | None = None
+    top_k: Annotated[Annotated[int, Field(ge=-1)] | None, EXTENSION] = None
     """Sample from the k most likely tokens only; -1 or 0 means no limit."""
-    min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    min_p: Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, EXTENSION] = None
     """Drop tokens whose probability is below min_p times the most likely token's."""
-    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
+    repetition_penalty: Annotated[Annotated[float, Field(gt=0.0, le=2.0)] | None, EXTENSION] = None
     """Multiplicative penalty on tokens already in prompt or output (1.0 = none)."""
-    request_timeout: Annotated[float, Field(gt=0)] | None = None
+    request_timeout: Annotated[Annotated[float, Field(gt=0)] | None, EXTENSION] = None
     """Seconds this request may take (at most the server's --request-timeout); past them it is
     aborted and answered 504."""
-    soft_prompt: str | None = None
+    soft_prompt: Annotated[str | None, EXTENSION] = None
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
-    use_adapter_template: bool | None = False
+    use_adapter_template: Annotated[bool | None, EXTENSION] = False
     """Wrap the last user message in the adapter manifest's prompt template."""

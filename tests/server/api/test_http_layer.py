@@ -177,3 +177,20 @@ def test_draining_refuses_new_requests_but_stays_alive(make_client):
     assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
     assert client.get("/ready").status_code == 503
     assert client.get("/health").status_code == 200
+
+
+def test_openapi_document_states_errors_extensions_and_media_types(make_client):
+    doc = make_client().get("/openapi.json").json()
+    paths = doc["paths"]
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "429", "503", "504"} <= set(chat)
+    assert "422" not in chat and "HTTPValidationError" not in doc["components"]["schemas"]
+    assert chat["400"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+    assert "text/event-stream" in chat["200"]["content"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {
+        "text/plain; version=1.0.0; charset=utf-8"}
+    fields = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert fields["top_k"].get("x-extension") is True
+    assert fields["structured_outputs"].get("x-extension") is True
+    assert "x-extension" not in fields["temperature"]
+    assert "most likely" in fields["top_k"]["description"]  # attribute docstrings describe
