@@ -5,10 +5,14 @@
 The adapter is copied into a hidden sibling (`adapters/.NAME.tmp-*`, a name the server never
 serves), the manifest is written there, then the directory is renamed into place: a running
 server (which hot-loads) sees either the old adapter or the whole new one, never half of one.
+A replacement swaps the two directories in one step (Linux `renameat2(RENAME_EXCHANGE)`), so
+requests arriving meanwhile never find the name missing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -67,7 +71,9 @@ def publish_adapter(adapter_dir: str | Path, name: str, adapters_dir: str | Path
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         target = root / name
-        if target.exists():
+        if target.exists() and _exchange(staging, target):
+            pass  # the old adapter is now in `staging`, removed below
+        elif target.exists():
             # Directories cannot be renamed over non-empty ones: move the old one aside first
             # (the server then briefly sees no adapter, never a mixed one), then drop it.
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=root))
@@ -79,6 +85,22 @@ def publish_adapter(adapter_dir: str | Path, name: str, adapters_dir: str | Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; False where the system cannot (not Linux, old kernel or libc,
+    a filesystem without RENAME_EXCHANGE)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2  # <fcntl.h>, <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def publish_run(run_dir: str | Path, name: str | None = None, adapters_dir: str | Path = "adapters") -> Path:

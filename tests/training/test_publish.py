@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from tests.training.conftest import make_recipe
 from training.__main__ import main
 from training.methods import METHODS
 from training.methods.common import Refused, train
+from training import publish as publication
 from training.publish import publish_run
 
 
@@ -42,6 +45,23 @@ def test_republish_replaces_the_whole_adapter(lora_run, tmp_path):
     root = tmp_path / "adapters"
     first = publish_run(lora_run, "x", root)
     (first / "stale-file").write_text("from the old version")
+    publish_run(lora_run, "x", root)
+    assert not (root / "x" / "stale-file").exists()
+    assert [p.name for p in root.iterdir()] == ["x"]
+
+
+def test_republish_swaps_in_one_step(lora_run, tmp_path, monkeypatch):
+    """The name is never missing: the old directory is not moved aside before the new one lands."""
+    root = tmp_path / "adapters"
+    publish_run(lora_run, "x", root)
+    rename = os.rename
+
+    def no_gap(src, dst):
+        assert Path(src) != root / "x", "the served adapter was moved away before its replacement"
+        rename(src, dst)
+
+    monkeypatch.setattr(publication.os, "rename", no_gap)
+    (root / "x" / "stale-file").write_text("from the old version")
     publish_run(lora_run, "x", root)
     assert not (root / "x" / "stale-file").exists()
     assert [p.name for p in root.iterdir()] == ["x"]
