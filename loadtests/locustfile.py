@@ -13,6 +13,10 @@ Options (flag, or the environment variable beside it):
     --request-mix  LOADTEST_REQUEST_MIX   weights of completions, chat, completions-stream, chat-stream
     --max-tokens   LOADTEST_MAX_TOKENS    completion length asked for (default 32)
     --base-model   LOADTEST_BASE_MODEL    the id `base` stands for (default: read from /v1/models)
+    --summary-json LOADTEST_SUMMARY_JSON  write the final totals and errors there, after the last
+                                          in-flight request (Locust's CSVs may be written before)
+    --user-rate    LOADTEST_USER_RATE     requests per second per user, open-loop (default 0: each
+                                          user sends its next request 0-0.2 s after an answer)
     LOADTEST_API_KEY                      sent as `Authorization: Bearer ...`
 
 Stats: each request is named `<kind> [<adapter>]`, e.g. `chat-stream [lora-a+prompt-a]`, so a slow
@@ -31,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from locust import HttpUser, between, events, task
+from locust import HttpUser, between, constant_throughput, events, task
 
 # Locust puts only this file's folder on sys.path; the package lives one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +58,31 @@ def _add_arguments(parser) -> None:
                        help="max_tokens of every request")
     group.add_argument("--base-model", env_var="LOADTEST_BASE_MODEL", default="",
                        help="model id that `base` in the mix stands for (default: from /v1/models)")
+    group.add_argument("--summary-json", env_var="LOADTEST_SUMMARY_JSON", default="",
+                       help="file for the final per-request totals and errors (JSON)")
+    group.add_argument("--user-rate", env_var="LOADTEST_USER_RATE", type=float, default=0.0,
+                       help="requests per second per user (0: closed loop, 0-0.2 s think time)")
+
+
+_ENVIRONMENT = []  # the run's Environment; the `quit` event does not pass it
+
+
+@events.init.add_listener
+def _remember_environment(environment, **kwargs) -> None:
+    _ENVIRONMENT.append(environment)
+
+
+@events.quit.add_listener
+def _write_summary(**kwargs) -> None:
+    # `quit` fires once every user has stopped, so requests still in flight when the run time
+    # ended are counted here, unlike in the CSV files.
+    environment = _ENVIRONMENT[-1]
+    path = environment.parsed_options.summary_json if environment.parsed_options else ""
+    if path:
+        stats = environment.runner.stats
+        Path(path).write_text(json.dumps({
+            "requests": stats.serialize_stats(),
+            "errors": [error.to_dict() for error in stats.errors.values()]}, indent=2))
 
 
 def parse_request_mix(spec: str) -> tuple[list[str], list[float]]:
@@ -78,7 +107,11 @@ def random_prompt(rng: random.Random) -> str:
 class OpenAIUser(HttpUser):
     """One client: a loop of OpenAI requests, each with its adapter drawn from the mix."""
 
-    wait_time = between(0.0, 0.2)
+    def wait_time(self) -> float:
+        rate = self.environment.parsed_options.user_rate
+        # A fixed rate per user keeps the offered load up when answers slow down or are refused
+        # (an overload test); the default think time measures what the server sustains.
+        return constant_throughput(rate)(self) if rate > 0 else between(0.0, 0.2)(self)
 
     def on_start(self) -> None:
         opts = self.environment.parsed_options

@@ -17,11 +17,14 @@ class Ours(Contender):
     name = "ours"
     description = "this server (python -m server), LoRA always enabled"
 
-    def start(self, port: int, log: Path) -> ServerProcess:
-        cmd = [PYTHON, "-m", "server", "--model", str(self.assets.base), "--adapters", str(self.assets.adapters),
+    def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
+        """`extra`: more server flags; `adapters`: serve another folder than the bench's own."""
+        cmd = [PYTHON, "-m", "server", "--model", str(self.assets.base),
+               "--adapters", str(adapters or self.assets.adapters),
                "--port", str(port), "--dtype", "bfloat16", "--kv-cache-gib", str(KV_CACHE_GIB),
                "--max-loras", "8", "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
-               "--log-level", "warning"]  # no per-request access log, as for stock vLLM below
+               "--log-level", "warning",  # no per-request access log, as for stock vLLM below
+               *extra]
         return ServerProcess(self.name, cmd, log, port)
 
     def prepare(self, server: ServerProcess) -> None:

@@ -1,0 +1,318 @@
+"""Soak: overload with adapter churn for a bounded time; nothing but 429s may fail, no request
+may be lost, and the server's memory must level off.
+
+    .venv/bin/python -m loadtests.soak --duration 600 --out loadtests/results/soak
+
+Against its own server (the bench model and adapters, `--max-queued-requests` set):
+1. Saturation: a closed-loop Locust run (`--saturation-users`, no think time to speak of)
+   measures the requests/s the server sustains.
+2. Soak: Locust offers twice that rate, open-loop (`--user-rate` per user), for `--duration`
+   seconds, while a churn thread publishes a new adapter, republishes one the load is using
+   (`hot`) and deletes an older one every `--churn-every` seconds, probing each change.
+3. Verdict: every failure Locust saw is a 429; no request was lost: the server's own count
+   (`server_requests_total` by status) has exactly as many answered as the clients got 200s
+   (streams included only when they ended with `[DONE]`), as many refused as they got 429s,
+   and none aborted, timed out or failed; every churn probe got what it should (200 after a
+   publish, 404 after a delete); the server is healthy; the whole process tree's RSS after
+   warm-up grows by less than `--rss-growth-mib`.
+
+With `--url`, `--adapters` and `--base` it attaches to a running server instead (the test suite
+does this, briefly, with its session server). `report.md` and `report.json` in `--out` hold the
+figures; the exit code is 0 when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtests.bench.assets import ensure_assets
+from loadtests.bench.ours import Ours
+from loadtests.bench.procs import ROOT, ServerProcess, free_port, install_cleanup
+from server.adapters.manifest import base_model_identity
+from training.publish import publish_adapter
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+HOT = "hot"  # the adapter the load uses while the churn thread keeps republishing it
+
+
+@dataclass
+class Churn:
+    """What the churn thread did and what went wrong."""
+
+    cycles: int = 0
+    published: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    answers: dict[int, int] = field(default_factory=dict)  # probe answers by HTTP status
+    unexpected: list[str] = field(default_factory=list)
+
+
+class Churner(threading.Thread):
+    """Every `every` seconds: publish `churn-K` and probe it (200), republish `hot`, delete
+    `churn-(K-1)` and probe it (404). Sources cycle through `sources` (adapter directories)."""
+
+    def __init__(self, url: str, headers: dict, adapters: Path, sources: list[Path], base: str,
+                 every: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers, self.adapters, self.sources = url, headers, adapters, sources
+        self.manifest = {"method": "lora", "base_model": {"identity": base_model_identity(base)}}
+        self.every, self.stop, self.churn = every, threading.Event(), Churn()
+
+    def publish(self, k: int, name: str) -> None:
+        publish_adapter(self.sources[k % len(self.sources)], name, self.adapters, self.manifest)
+
+    def probe(self, name: str, expected: int) -> None:
+        body = {"model": name, "prompt": "churn probe", "max_tokens": 2}
+        for _ in range(30):  # a 429 means the queue is full: the probe waits its turn
+            status = httpx.post(self.url + "/v1/completions", json=body, headers=self.headers,
+                                timeout=120).status_code
+            self.churn.answers[status] = self.churn.answers.get(status, 0) + 1
+            if status != 429:
+                break
+            time.sleep(1)
+        if status != expected:
+            self.churn.unexpected.append(f"cycle {self.churn.cycles}: {name} answered {status}, "
+                                         f"expected {expected}")
+
+    def cleanup(self) -> None:
+        """Remove what the churn published (an attached server's folder is someone else's)."""
+        for name in [HOT, f"churn-{self.churn.cycles}"]:
+            shutil.rmtree(self.adapters / name, ignore_errors=True)
+
+    def run(self) -> None:
+        k = 0
+        while not self.stop.wait(self.every):
+            k += 1
+            self.churn.cycles = k
+            try:
+                self.publish(k, f"churn-{k}")
+                self.churn.published += 1
+                self.probe(f"churn-{k}", 200)
+                self.publish(k + 1, HOT)
+                self.churn.replaced += 1
+                if k > 1:
+                    # As an operator would: out of sight in one rename, then removed.
+                    gone = self.adapters / f".churn-{k - 1}.deleted"
+                    os.rename(self.adapters / f"churn-{k - 1}", gone)
+                    shutil.rmtree(gone)
+                    self.churn.deleted += 1
+                    self.probe(f"churn-{k - 1}", 404)
+            except Exception as exc:  # noqa: BLE001 - recorded as a failed check, not a crash
+                self.churn.unexpected.append(f"cycle {k}: {type(exc).__name__}: {exc}")
+
+
+def counted_requests(url: str) -> Counter:
+    """Generation requests the server finished, by status (ok, rejected, aborted, ...)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    counts = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name == "server_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["status"]] += int(sample.value)
+    return counts
+
+
+def run_locust(url: str, mix: str, users: int, seconds: int, prefix: Path, api_key: str | None,
+               user_rate: float = 0.0, max_tokens: int = 32) -> dict:
+    """A headless Locust run: its totals and failures from the CSV files, and (`server`) the
+    server's count of the generation requests it finished meanwhile, by status."""
+    summary = Path(f"{prefix}.json")
+    env = {**os.environ, "LOADTEST_ADAPTER_MIX": mix, "LOADTEST_MAX_TOKENS": str(max_tokens),
+           "LOADTEST_USER_RATE": str(user_rate), "LOADTEST_SUMMARY_JSON": str(summary)}
+    if api_key:
+        env["LOADTEST_API_KEY"] = api_key
+    cmd = [LOCUST, "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless", "-u", str(users),
+           "-r", str(max(1, users // 2)), "-t", f"{seconds}s", "--host", url, "--csv", str(prefix),
+           "--only-summary", "--stop-timeout", "120"]
+    before = counted_requests(url)
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=seconds + 300)
+    after = counted_requests(url)
+    if not summary.exists():
+        raise RuntimeError(f"Locust wrote no summary (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    totals = json.loads(summary.read_text())
+    rows = [r for r in totals["requests"] if r["method"] == "POST"]
+    failures = [(e["error"], e["occurrences"]) for e in totals["errors"]]
+    sent = sum(r["num_requests"] for r in rows)
+    failed = sum(r["num_failures"] for r in rows)
+    rejected = sum(n for error, n in failures if error.startswith("HTTP 429"))
+    return {"sent": sent, "ok": sent - failed, "rejected": rejected,
+            "other_failures": [(error, n) for error, n in failures
+                               if not error.startswith("HTTP 429")],
+            "ok_per_s": (sent - failed) / seconds,
+            "server": {status: after[status] - before[status] for status in after
+                       if after[status] != before[status]}}
+
+
+class RSSSampler(threading.Thread):
+    """The server tree's resident memory every `every` seconds, as (seconds, MiB)."""
+
+    def __init__(self, server: ServerProcess | None, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.server, self.every, self.stop, self.samples = server, every, threading.Event(), []
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while self.server is not None and not self.stop.wait(self.every):
+            self.samples.append((time.monotonic() - start, self.server.tree_rss() / 2**20))
+
+
+def rss_figures(samples: list[tuple[float, float]], warmup: float) -> dict:
+    """RSS after warm-up, at the end, peak, growth and the least-squares slope after warm-up."""
+    after = [(t, m) for t, m in samples if t >= warmup]
+    if len(after) < 2:
+        return {}
+    ts, ms = [t for t, _ in after], [m for _, m in after]
+    t0, m0 = sum(ts) / len(ts), sum(ms) / len(ms)
+    slope = sum((t - t0) * (m - m0) for t, m in after) / sum((t - t0) ** 2 for t in ts)
+    return {"after_warmup_mib": ms[0], "end_mib": ms[-1], "peak_mib": max(ms),
+            "growth_mib": ms[-1] - ms[0], "slope_mib_per_min": slope * 60}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtests.soak", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=600, help="seconds of overload")
+    p.add_argument("--saturation-seconds", type=int, default=60)
+    p.add_argument("--saturation-users", type=int, default=32)
+    p.add_argument("--overload", type=float, default=2.0, help="offered rate / saturation rate")
+    p.add_argument("--users", type=int, default=128, help="Locust users during the soak")
+    p.add_argument("--max-queued-requests", type=int, default=64,
+                   help="the server's queue limit (own server only)")
+    p.add_argument("--churn-every", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=0.2, help="share of the soak before RSS counts")
+    p.add_argument("--rss-growth-mib", type=float, default=64.0,
+                   help="most RSS growth after warm-up that passes")
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--mix", default="base:2,lora-0,lora-1,lora-2,lora-3,soft-0,lora-0+soft-0,hot")
+    p.add_argument("--sources", default="lora-4,lora-5,lora-6,lora-7",
+                   help="adapters (in the adapters directory) copied by the churn")
+    p.add_argument("--url", help="attach to this running server instead of starting one")
+    p.add_argument("--adapters", help="the attached server's adapters directory")
+    p.add_argument("--base", help="the attached server's base model directory")
+    p.add_argument("--api-key", default=os.environ.get("LOADTEST_API_KEY"))
+    p.add_argument("--assets", default="loadtests/results/assets",
+                   help="bench model cache, shared with loadtests.bench (own server)")
+    p.add_argument("--out", default="loadtests/results/soak")
+    args = p.parse_args(argv)
+    if args.url and not (args.adapters and args.base):
+        p.error("--url needs --adapters and --base")
+    return args
+
+
+def start_server(args, out: Path) -> tuple[ServerProcess, Path, Path]:
+    """Our server on the bench model, serving a copy of the bench adapters (the churn edits it)."""
+    assets = ensure_assets(args.assets)
+    adapters = out / "adapters"
+    shutil.rmtree(adapters, ignore_errors=True)
+    shutil.copytree(assets.adapters, adapters)
+    contender = Ours(assets)
+    server = contender.start(free_port(), out / "server.log", "--max-queued-requests",
+                             str(args.max_queued_requests), adapters=adapters)
+    server.wait_ready()
+    return server, adapters, assets.base
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    server = None
+    if args.url:
+        url, adapters, base = args.url, Path(args.adapters), Path(args.base)
+    else:
+        install_cleanup()
+        server, adapters, base = start_server(args, out)
+        url = server.url
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    churner = Churner(url, headers, adapters, [adapters / s for s in args.sources.split(",")],
+                      str(base), args.churn_every)
+    churner.publish(0, HOT)
+    try:
+        saturation = run_locust(url, args.mix, args.saturation_users, args.saturation_seconds,
+                                out / "saturation", args.api_key, max_tokens=args.max_tokens)
+        rate = args.overload * saturation["ok_per_s"]
+        print(f"saturation: {saturation['ok_per_s']:.1f} requests/s; offering {rate:.1f}/s",
+              flush=True)
+        sampler = RSSSampler(server)
+        churner.start()
+        sampler.start()
+        soak = run_locust(url, args.mix, args.users, args.duration, out / "soak", args.api_key,
+                          user_rate=rate / args.users, max_tokens=args.max_tokens)
+        churner.stop.set()
+        churner.join(timeout=300)
+        sampler.stop.set()
+        healthy = httpx.get(url + "/health", timeout=10).status_code == 200
+    finally:
+        if server is not None:
+            server.stop()
+        else:
+            churner.cleanup()
+    probes = churner.churn.answers
+    # The churn probes' 404s never reach generation, so the server does not count them there.
+    soak["clients"] = {"ok": soak["ok"] + probes.get(200, 0),
+                       "rejected": soak["rejected"] + probes.get(429, 0)}
+    saturation["clients"] = {"ok": saturation["ok"], "rejected": saturation["rejected"]}
+    rss = rss_figures(sampler.samples, args.warmup * args.duration)
+    checks = {
+        "only 429s failed": not soak["other_failures"] and not saturation["other_failures"],
+        "no request lost (server's count by status = clients')": all(
+            phase["server"] == {k: v for k, v in phase["clients"].items() if v}
+            for phase in (saturation, soak)),
+        "every churn probe as expected": not churner.churn.unexpected,
+        "healthy afterwards": healthy,
+    }
+    if rss:
+        checks[f"RSS growth after warm-up < {args.rss_growth_mib:.0f} MiB"] = (
+            rss["growth_mib"] < args.rss_growth_mib)
+    report = {"args": vars(args), "saturation": saturation, "soak": soak,
+              "offered_per_s": rate,
+              "churn": asdict(churner.churn), "rss": rss, "rss_samples": sampler.samples,
+              "checks": checks}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(render(report))
+    print(render(report))
+    return 0 if all(checks.values()) else 1
+
+
+def render(r: dict) -> str:
+    s, c, rss = r["soak"], r["churn"], r["rss"]
+    lines = [
+        f"# Soak: {r['args']['duration']} s at {r['args']['overload']:.1f}x saturation",
+        "",
+        f"- Saturation (closed loop, {r['args']['saturation_users']} users): "
+        f"{r['saturation']['ok_per_s']:.2f} requests/s; offered {r['offered_per_s']:.2f}/s "
+        f"from {r['args']['users']} users",
+        f"- Soak: {s['sent']} requests, {s['ok']} answered 200 ({s['ok_per_s']:.2f}/s), "
+        f"{s['rejected']} refused with 429, other failures: {s['other_failures'] or 'none'}",
+        f"- Finished requests by status, server's count / clients': saturation "
+        f"{r['saturation']['server']} / {r['saturation']['clients']}, soak {s['server']} / "
+        f"{s['clients']} (Locust plus churn probes, whose answers were {c['answers']})",
+        f"- Churn: {c['cycles']} cycles, {c['published']} published, {c['replaced']} replacements "
+        f"of `{HOT}` under load, {c['deleted']} deleted; unexpected: {c['unexpected'] or 'none'}",
+    ]
+    if rss:
+        lines.append(f"- Server tree RSS: {rss['after_warmup_mib']:.0f} MiB after warm-up, "
+                     f"{rss['end_mib']:.0f} MiB at the end (peak {rss['peak_mib']:.0f}), growth "
+                     f"{rss['growth_mib']:+.1f} MiB, slope {rss['slope_mib_per_min']:+.2f} MiB/min")
+    lines += ["", "| check | result |", "| --- | --- |"]
+    lines += [f"| {name} | {'PASS' if ok else 'FAIL'} |" for name, ok in r["checks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
