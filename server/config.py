@@ -36,6 +36,18 @@ class ServerConfig:
     served_model_name: str | None = None
     """Name clients use for the base model in `model`. Default: the model directory's name."""
 
+    runner: Literal["generate", "pooling"] = "generate"
+    """What the engine runs: `generate` (completions, chat, responses) or `pooling` (vLLM's
+    pooling runner: /v1/embeddings or /classify, per --convert). A server runs one; the other
+    runner's endpoints answer 400, and adapters whose manifest names the other runner are
+    refused."""
+
+    convert: Literal["auto", "embed", "classify"] = "auto"
+    """With --runner pooling, how a causal-LM base becomes a pooling model (vLLM's `convert`):
+    `embed` (last token's hidden state, L2-normalised) or `classify` (a `score` head over the
+    last token, softmax; the checkpoint must hold `score.weight`). `auto`: `classify` for a
+    *ForSequenceClassification checkpoint, `embed` otherwise."""
+
     max_loras: int = 8
     """How many different LoRA adapters can be in one running batch."""
 
@@ -55,6 +67,21 @@ class ServerConfig:
     tensor_parallel_size: int = 1
     """Number of GPUs to shard the model across."""
 
+    pipeline_parallel_size: int = 1
+    """Number of pipeline stages: the model's layers split in this many consecutive parts, each on
+    its own GPUs (or node, with --distributed-executor-backend ray). GPUs used per engine:
+    tensor x pipeline parallel size."""
+
+    data_parallel_size: int = 1
+    """Number of engine replicas inside this server, each with the whole model, its own KV cache
+    and its own loaded LoRAs, requests spread over them (adapters are loaded into all). For more
+    replicas than one machine holds, run several servers behind a gateway (README: Scaling out)."""
+
+    distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = None
+    """How the engine runs its workers: `mp` processes on this machine, `ray` a Ray cluster
+    (several nodes), `uni` one worker inside the engine process, `external_launcher` torchrun.
+    Default: vLLM's (`mp` for several workers, `uni` for one; on CPU always `mp`)."""
+
     kv_cache_gib: float | None = None
     """KV cache size in GiB; takes precedence over --gpu-memory-utilization.
     Default: 2 on CPU, unset on GPU."""
@@ -69,6 +96,15 @@ class ServerConfig:
 
     max_num_seqs: int | None = None
     """Most sequences in one engine step. Default: vLLM's."""
+
+    max_num_batched_tokens: int | None = None
+    """Most tokens (prefill chunks and decodes together) in one engine step: bounds a step's
+    latency and activation memory; longer prompts are prefilled in chunks. Default: vLLM's (by
+    platform and usage)."""
+
+    enable_prefix_caching: bool | None = None
+    """Reuse the KV cache of a prompt's leading whole blocks computed for an earlier request on the
+    same weights (base, or the same adapter version). Default: vLLM's (on for most models)."""
 
     max_logprobs: int = 20
     """Largest `logprobs` / `top_logprobs` a request may ask for."""
@@ -115,6 +151,13 @@ class ServerConfig:
     seed: int = 0
     """Engine seed; requests with their own `seed` are reproducible regardless."""
 
+    engine_arg: list[str] = field(default_factory=list)
+    """Any other vLLM engine argument, as KEY=VALUE, repeatable: KEY is a field of vLLM's
+    AsyncEngineArgs, i.e. a `vllm serve` flag without its leading dashes (`quantization=awq`,
+    `enforce-eager=true`, `compilation-config={"mode": 0}`); VALUE is read as `vllm serve` reads
+    that flag (JSON for dicts and configs, true/false for switches, a JSON list or a,b,c for
+    lists). Checked at start-up; an argument one of these flags sets must be set with the flag."""
+
     max_queued_requests: int | None = None
     """Most requests that may wait for a batch slot beyond the --max-num-seqs running; past it a
     new request is answered 429 with Retry-After (`rate_limit_error`), streaming or not.
@@ -137,9 +180,24 @@ class ServerConfig:
     """Exit with status 3 when the engine process dies (in-flight requests get a 503 first), so a
     supervisor restarts the server. Off: keep answering 503, for debugging."""
 
+    ui: bool = True
+    """Serve the human-feedback page at /ui: the served models, answers of 2-4 of them side by
+    side, judgements (appended to --preferences-file) and an Elo leaderboard. The page loads
+    without a key; its data calls use the key typed into it, scoped as API calls are."""
+
+    preferences_file: str = "feedback/preferences.jsonl"
+    """JSONL file the page's judgements are appended to, as preference rows that `python -m
+    training reward` and `dpo` read (the models, sampling, comparison id and time beside them);
+    the leaderboard is computed from it."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the server (uvicorn and this package)."""
 
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model).resolve().name
+
+    @property
+    def serves_soft_prompts(self) -> bool:
+        """Soft prompts need prompt embeddings and their KV cache: the generate runner only."""
+        return self.enable_soft_prompts and self.runner == "generate"

@@ -10,13 +10,14 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import lifeline, soft_prompt_cache, vllm_plugin
+from server import engine_metrics, engine_passthrough, lifeline, soft_prompt_cache, vllm_plugin
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
+    soft_prompts = config.serves_soft_prompts
     kv_gib = config.kv_cache_gib
     if kv_gib is None and current_platform.is_cpu():
         # vLLM's CPU default derives the KV cache from a memory fraction minus the worker's
@@ -26,13 +27,20 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         model=config.model,
         served_model_name=config.model_name,
         tokenizer=config.model,
+        runner=config.runner,
+        convert=config.convert,
         dtype=config.dtype,
         seed=config.seed,
         max_model_len=config.max_model_len,
         tensor_parallel_size=config.tensor_parallel_size,
+        pipeline_parallel_size=config.pipeline_parallel_size,
+        data_parallel_size=config.data_parallel_size,
+        distributed_executor_backend=config.distributed_executor_backend,
         gpu_memory_utilization=config.gpu_memory_utilization,
         kv_cache_memory_bytes=None if kv_gib is None else int(kv_gib * 2**30),
         max_num_seqs=config.max_num_seqs,
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        enable_prefix_caching=config.enable_prefix_caching,
         block_size=config.block_size,
         max_logprobs=config.max_logprobs,
         trust_remote_code=config.trust_remote_code,
@@ -40,13 +48,14 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         max_loras=config.max_loras,
         max_lora_rank=config.max_lora_rank,
         max_cpu_loras=config.max_cpu_loras,
-        enable_prompt_embeds=config.enable_soft_prompts,
+        enable_prompt_embeds=soft_prompts,
         kv_transfer_config=(soft_prompt_cache.kv_transfer_config(config.soft_prompt_kv_cache_mib)
-                            if config.enable_soft_prompts and config.soft_prompt_kv_cache_mib > 0
+                            if soft_prompts and config.soft_prompt_kv_cache_mib > 0
                             else None),
         structured_outputs_config=StructuredOutputsConfig(
             backend=config.structured_outputs_backend),
-        enable_log_requests=False,
+        # Every other engine argument (--engine-arg); those set above are refused there.
+        **engine_passthrough.parse(config.engine_arg),
     )
 
 
@@ -68,6 +77,10 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
+    args = engine_args(config)
     return AsyncLLM.from_vllm_config(engine_config(config),
                                      usage_context=UsageContext.OPENAI_API_SERVER,
-                                     enable_log_requests=False)
+                                     stat_loggers=[engine_metrics.PrometheusStatLogger],
+                                     # Read by vLLM's own entry point, not by its config.
+                                     enable_log_requests=args.enable_log_requests,
+                                     aggregate_engine_logging=args.aggregate_engine_logging)

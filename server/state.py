@@ -23,6 +23,8 @@ class ServerState:
     renderer: PromptRenderer | None = None
     registry: AdapterRegistry | None = None
     tool_calling: ToolCalling | None = None
+    pooling_task: str | None = None
+    """`embed` or `classify` with --runner pooling (what the model's pooler does); else None."""
     started_at: int = 0
     startup_error: str | None = None
     in_flight: set[str] = field(default_factory=set)

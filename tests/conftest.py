@@ -103,9 +103,12 @@ def server(tiny, tmp_path_factory):
         shutil.copytree(tiny[name], adapters / name)
     keys = tiny["root"] / "keys.yaml"
     keys.write_text(KEYS_FILE)
+    preferences = tiny["root"] / "feedback" / "preferences.jsonl"  # judgements made on /ui
     proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
-                         "--tool-call-parser", "hermes", "--api-keys-file", str(keys))
+                         "--tool-call-parser", "hermes", "--api-keys-file", str(keys),
+                         "--preferences-file", str(preferences))
     proc.keys_file = keys
+    proc.preferences_file = preferences
     try:
         proc.wait_ready()
         yield proc

@@ -1,4 +1,5 @@
-"""The correctness oracle: greedy decoding with transformers + PEFT on the same float32 model."""
+"""The correctness oracle: transformers + PEFT on the same float32 model (greedy decoding,
+embeddings and class probabilities as vLLM's pooling runner computes them)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import functools
 from pathlib import Path
 
 import torch
-from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftConfig, PeftModel
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,3 +61,27 @@ def greedy_stacked(base: Path, prompt_ids: list[int], max_new_tokens: int,
                          do_sample=False, max_new_tokens=max_new_tokens,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     return out[0].tolist()  # with inputs_embeds only, generate returns just the new tokens
+
+
+@torch.no_grad()
+def embedding(base: Path, prompt_ids: list[int], *adapters: Path) -> list[float]:
+    """vLLM's `--convert embed` of a causal LM: the last token's final hidden state (after the
+    model's last norm: LAST pooling), L2-normalised."""
+    model = _model(base, *adapters)
+    backbone = (model.get_base_model() if adapters else model).model
+    hidden = backbone(input_ids=torch.tensor([prompt_ids])).last_hidden_state[0, -1]
+    return torch.nn.functional.normalize(hidden, dim=-1).tolist()
+
+
+@torch.no_grad()
+def class_probs(classifier: Path, prompt_ids: list[int], lora: Path | None = None) -> list[float]:
+    """Softmax of a sequence classifier's logits. transformers scores the last non-pad token,
+    vLLM the last token (LAST pooling): the same for prompts without the pad token."""
+    model = AutoModelForSequenceClassification.from_pretrained(classifier, dtype=torch.float32)
+    if lora is not None:
+        # A LoRA of the backbone saved for CAUSAL_LM would get PEFT's generation wrapper, which
+        # a classifier cannot take; without a task type PEFT only injects the LoRA layers.
+        config = PeftConfig.from_pretrained(lora)
+        config.task_type = None
+        model = PeftModel.from_pretrained(model, lora, config=config)
+    return model.eval()(input_ids=torch.tensor([prompt_ids])).logits[0].softmax(-1).tolist()

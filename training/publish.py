@@ -34,6 +34,10 @@ def manifest_from_run(summary: dict) -> dict:
     return {
         "name": summary["name"],
         "method": summary["method"],
+        # Which server serves it (--runner; --convert for pooling): runs that predate pooling,
+        # and every generation method, say nothing and are for generation.
+        "runner": summary.get("runner", "generate"),
+        **({"task": summary["task"]} if summary.get("task") else {}),
         "base_model": {"identity": base_model_identity(base), "path": str(base.resolve())},
         "prompt_template": summary["prompt_template"],
         "data": {"file": data.get("file"), "sha256": data.get("sha256"),

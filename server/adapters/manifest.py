@@ -7,6 +7,8 @@ except `format` and `base_model.identity`; unknown fields are kept and shown in 
       "format": 1,
       "name": "sql-lora",
       "method": "lora" | "qlora" | "prompt_tuning" | "dpo" | "ppo" | "grpo" | ...,
+      "runner": "generate" | "pooling",
+      "task": "embed" | "classify",
       "base_model": {"identity": "sha256:...", "path": "/abs/path/at/training/time"},
       "prompt_template": {"name": "alpaca", "template": "### Instruction:\\n{prompt}\\n\\n### Response:\\n"},
       "data": {"sha256": "...", "examples": 1234},
@@ -17,6 +19,12 @@ except `format` and `base_model.identity`; unknown fields are kept and shown in 
 
 `prompt_template.template` has one `{prompt}` placeholder; a request that sets the extension
 field `use_adapter_template` gets its prompt (or last user message) wrapped in it.
+
+`runner` is the engine runner the adapter was trained for (the server's --runner); absent, it is
+`generate`, which every adapter published before pooling existed was. `task`, for `pooling`
+adapters, is what the pooler does with it: `embed` or `classify` (the server's model must do the
+same). A server refuses an adapter for another runner or task: its weights would load, but it
+would answer something it was never trained to.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import json
 from pathlib import Path
 
 FORMAT = 1
+RUNNERS = ("generate", "pooling")
 _CHUNK = 8 << 20
 
 
@@ -46,8 +55,10 @@ def base_model_identity(model_dir: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def mismatch(manifest: dict, identity: str) -> str | None:
-    """Why an adapter with this manifest cannot run on the base model `identity`, or None."""
+def mismatch(manifest: dict, identity: str, runner: str = "generate",
+             task: str | None = None) -> str | None:
+    """Why an adapter with this manifest cannot run on the base model `identity` with the engine
+    runner `runner` (and pooling task `task`), or None."""
     if manifest.get("format") != FORMAT:
         return f"manifest.json format {manifest.get('format')!r} is not {FORMAT}"
     expected = (manifest.get("base_model") or {}).get("identity")
@@ -56,6 +67,18 @@ def mismatch(manifest: dict, identity: str) -> str | None:
     if expected != identity:
         return (f"it was trained on a different base model (manifest: {expected[:19]}..., "
                 f"served: {identity[:19]}...)")
+    stated = manifest.get("runner")
+    wanted = stated or "generate"
+    if wanted not in RUNNERS:
+        return f"manifest.json runner {wanted!r} is not one of {', '.join(RUNNERS)}"
+    if wanted != runner:
+        source = "manifest.json runner" if stated else "manifest.json names no runner"
+        return (f"it was trained for the {wanted} runner ({source}) and this server runs "
+                f"--runner {runner}; serve it from a server started with --runner {wanted}")
+    wanted_task = manifest.get("task")
+    if runner == "pooling" and wanted_task is not None and wanted_task != task:
+        return (f"it was trained for {wanted_task} (manifest.json task) and this server's model "
+                f"does {task}; serve it from a server started with --convert {wanted_task}")
     template = (manifest.get("prompt_template") or {}).get("template")
     if template is not None and (not isinstance(template, str) or "{prompt}" not in template):
         return "manifest.json prompt_template.template must be a string with a {prompt} placeholder"

@@ -36,6 +36,17 @@ log = logging.getLogger(__name__)
 Fingerprint = tuple[Any, ...]
 
 
+def engine_lora_name(name: str, version: int) -> str:
+    """What the engine calls a version of adapter `name` (each version is its own engine LoRA)."""
+    return f"{name}.v{version}"
+
+
+def adapter_name(lora_name: str) -> str:
+    """The adapter name clients send in `model`, from an engine LoRA name (others unchanged)."""
+    name, dot_v, version = lora_name.rpartition(".v")
+    return name if dot_v and name and version.isdigit() else lora_name
+
+
 class LoraEngine(Protocol):
     async def add_lora(self, lora_request: LoRARequest) -> bool: ...
     async def remove_lora(self, lora_id: int) -> bool: ...
@@ -85,13 +96,18 @@ class AdapterRegistry:
         max_lora_rank: int,
         soft_prompt_loader: Any = None,
         metrics: Any = None,
+        runner: str = "generate",
+        pooling_task: str | None = None,
     ) -> None:
+        """`runner`, `pooling_task`: what the engine runs, which adapter manifests must match."""
         self.root = root.resolve()
         self.base = base
         self.engine = engine
         self.max_lora_rank = max_lora_rank
         self.soft_prompt_loader = soft_prompt_loader
         self.metrics = metrics
+        self.runner = runner
+        self.pooling_task = pooling_task
         self._snapshots = Path(tempfile.mkdtemp(prefix="adapter-snapshots-"))
         self._ids = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
@@ -207,7 +223,8 @@ class AdapterRegistry:
             if manifest_file.is_file() and manifest_file.resolve().is_relative_to(self.root):
                 shutil.copyfile(manifest_file, snapshot / paths.MANIFEST_FILE)
                 manifest = _read_json(snapshot / paths.MANIFEST_FILE, "manifest.json", invalid)
-                reason = manifest_mismatch(manifest, self.base.identity)
+                reason = manifest_mismatch(manifest, self.base.identity, self.runner,
+                                           self.pooling_task)
                 if reason:
                     raise invalid(reason)
             config = _read_json(snapshot / paths.CONFIG_FILE, paths.CONFIG_FILE, invalid)
@@ -221,14 +238,17 @@ class AdapterRegistry:
             if peft_type == "LORA":
                 adapter.lora = validate_lora(config, weights, self.base, self.max_lora_rank)
                 adapter.lora_request = LoRARequest(
-                    lora_name=f"{name}.v{version}", lora_int_id=version, lora_path=str(snapshot))
+                    lora_name=engine_lora_name(name, version), lora_int_id=version,
+                    lora_path=str(snapshot))
             elif self.soft_prompt_loader is not None and self.soft_prompt_loader.handles(peft_type):
                 adapter.kind = "soft_prompt"
                 adapter.soft_prompt = self.soft_prompt_loader.load(config, weights, self.base)
             else:
+                served = "LORA, PROMPT_TUNING and P_TUNING" if self.soft_prompt_loader else (
+                    "LORA (soft prompts need --runner generate)" if self.runner != "generate"
+                    else "LORA")
                 raise AdapterInvalid(f"peft_type {peft_type or '(missing)'} is not servable; "
-                                     "this server serves LORA" + (
-                                         ", PROMPT_TUNING and P_TUNING" if self.soft_prompt_loader else ""))
+                                     f"this server serves {served}")
             return adapter
         except AdapterInvalid as exc:
             shutil.rmtree(snapshot, ignore_errors=True)

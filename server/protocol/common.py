@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class OpenAIModel(BaseModel):
     # OpenAI answers an unknown argument with 400; so do we, which also catches typos like top_K.
-    # Field docstrings become the descriptions in /openapi.json.
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # Field docstrings become the descriptions in /openapi.json. Strict: a value must have its
+    # documented JSON type (`"max_tokens": "5"` or `"top_k": false` is a 400, not coerced).
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
 
 # Marks a field OpenAI does not have, in the code and as `x-extension: true` in /openapi.json.
@@ -116,3 +117,16 @@ class SamplingRequest(OpenAIModel):
     aborted and answered 504."""
     structured_outputs: Annotated[StructuredOutputs | None, EXTENSION] = None
     """Constrain the output to a choice of strings, a regex or a grammar (see StructuredOutputs)."""
+
+
+# The pooling endpoints' input (/v1/embeddings, /classify): a text, texts, token ids, or lists of
+# token ids, as OpenAI's embeddings take it. At most 2048 items, as OpenAI allows.
+PoolingInput = str | Annotated[list[str], Field(max_length=2048)] | list[int] \
+    | Annotated[list[list[int]], Field(max_length=2048)]
+
+
+class PoolingUsage(BaseModel):
+    """Nothing is generated: every token is a prompt token."""
+
+    prompt_tokens: int
+    total_tokens: int

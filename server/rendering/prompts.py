@@ -37,10 +37,12 @@ class PromptRenderer:
                                            add_special_tokens=add_special_tokens)
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
-    async def completion_prompts(self, prompt: str | list, template=None) -> list[Prompt]:
+    async def completion_prompts(self, prompt: str | list, template=None,
+                                 param: str = "prompt") -> list[Prompt]:
         """The four forms of `prompt`: text, list of texts, token ids, list of token-id lists.
 
-        `template`, if given, wraps each text prompt (token-id prompts cannot be wrapped)."""
+        `template`, if given, wraps each text prompt (token-id prompts cannot be wrapped);
+        `param`: the request field they came from (`input` on the pooling endpoints)."""
         if isinstance(prompt, str):
             items: list = [prompt]
         elif prompt and all(isinstance(p, int) for p in prompt):
@@ -48,7 +50,7 @@ class PromptRenderer:
         else:
             items = list(prompt)
         if not items:
-            raise bad_request("prompt must not be empty", param="prompt")
+            raise bad_request(f"{param} must not be empty", param=param)
         prompts = []
         for item in items:
             if isinstance(item, str):
@@ -60,16 +62,16 @@ class PromptRenderer:
                 raise bad_request("use_adapter_template needs text prompts, not token ids",
                                   param="use_adapter_template")
             else:
-                prompts.append(Prompt(self.check_ids(item)))
+                prompts.append(Prompt(self.check_ids(item, param)))
         return prompts
 
-    def check_ids(self, ids: list[int]) -> list[int]:
+    def check_ids(self, ids: list[int], param: str = "prompt") -> list[int]:
         if not ids:
-            raise bad_request("a token-id prompt must not be empty", param="prompt")
+            raise bad_request(f"a token-id {param} must not be empty", param=param)
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
             raise bad_request(f"token id {bad} is outside the vocabulary [0, {self.vocab_size})",
-                              param="prompt")
+                              param=param)
         return list(ids)
 
     async def chat_prompt(self, messages: list[ChatMessage], add_generation_prompt: bool,
@@ -93,6 +95,13 @@ class PromptRenderer:
                               param="messages") from exc
         # The template writes its own special tokens (BOS); adding them again would double them.
         return Prompt(await self._encode(text, False), text)
+
+    def check_fits(self, prompt_len: int, what: str, param: str) -> None:
+        """An input that is only read (pooling: nothing generated) may fill the whole window."""
+        if prompt_len > self.max_model_len:
+            raise bad_request(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                f"{what} has {prompt_len} tokens. Please shorten it.", param=param)
 
     def max_tokens(self, prompt_len: int, requested: int | None, param: str = "max_tokens") -> int:
         """New-token budget, refusing a prompt (+ budget) that does not fit the context window."""

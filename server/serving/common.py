@@ -24,15 +24,17 @@ def request_id(prefix: str) -> str:
 
 
 async def target_for(state: ServerState, request: SamplingRequest, caller: Grant) -> Target:
-    """The request's adapters; one its key may not use is as unknown as a missing one (404)."""
+    """The request's adapters; one its key may not use is as unknown as a missing one (404).
+    Pooling requests (no `soft_prompt` field) name only `model`."""
     assert state.registry is not None
     base = state.config.model_name
-    for name, param in ((request.model, "model"), (request.soft_prompt, "soft_prompt")):
+    soft_prompt = getattr(request, "soft_prompt", None)
+    for name, param in ((request.model, "model"), (soft_prompt, "soft_prompt")):
         if name is not None and not caller.may_use(name, base):
             error = model_not_found(name)
             error.param = param
             raise error
-    return await resolve_target(state.registry, base, request.model, request.soft_prompt)
+    return await resolve_target(state.registry, base, request.model, soft_prompt)
 
 
 class UsageCounter:
@@ -70,8 +72,10 @@ def finish_reason(reason: str | None) -> str | None:
 
 
 def timeout(state: ServerState, request) -> float | None:
-    """The request's deadline in seconds: its own `request_timeout`, never past the server's."""
-    limits = [t for t in (state.config.request_timeout, request.request_timeout) if t is not None]
+    """The request's deadline in seconds: its own `request_timeout` (pooling requests have none),
+    never past the server's."""
+    limits = [t for t in (state.config.request_timeout, getattr(request, "request_timeout", None))
+              if t is not None]
     return min(limits) if limits else None
 
 

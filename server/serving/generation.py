@@ -9,18 +9,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from vllm.exceptions import (
-    GracefulHTTPError,
-    MaxQueuedTokensError,
-    QueueOverflowError,
-    VLLMClientError,
-)
 from vllm.outputs import RequestOutput
 from vllm.sampling_params import SamplingParams
 from vllm.utils.async_utils import merge_async_iterators
-from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.errors import APIError
+from server.serving import engine_errors
 from server.serving.common import UsageCounter
 from server.serving.targets import Target
 from server.state import ServerState
@@ -87,23 +81,9 @@ async def generate(
     except (asyncio.CancelledError, GeneratorExit):
         status = "aborted"  # the client went away; vLLM aborts the engine requests
         raise
-    except TimeoutError as exc:
-        status = "timeout"  # waiting for the next output was cancelled: vLLM aborted them
-        raise APIError(504, f"the request did not finish within its deadline of {timeout:g} s",
-                       param="request_timeout", code="timeout") from exc
-    except EngineDeadError as exc:
-        raise APIError(503, "the engine has stopped; the server needs a restart") from exc
-    except (QueueOverflowError, MaxQueuedTokensError) as exc:
-        status = "rejected"
-        reason = "queued_requests" if isinstance(exc, QueueOverflowError) else "queued_tokens"
-        m.rejected.labels(reason=reason).inc()
-        raise APIError(429, f"the server is busy ({reason.replace('_', ' ')} at their limit); "
-                       "retry after a short wait", code=reason,
-                       headers={"Retry-After": "1"}) from exc
-    except GracefulHTTPError as exc:
-        raise APIError(int(exc.http_status), exc.message) from exc
-    except (VLLMClientError, ValueError) as exc:
-        raise APIError(400, str(exc)) from exc
+    except engine_errors.ENGINE_ERRORS as exc:
+        status, error = engine_errors.client_error(exc, m, timeout)
+        raise error from exc
     finally:
         state.in_flight.difference_update(engine_ids)
         target.release()

@@ -1,7 +1,9 @@
-"""Small helpers for tests that change the running server's adapters directory."""
+"""Small helpers for e2e tests: change a running server's adapters directory, start a pooling
+server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
@@ -28,3 +30,21 @@ def edit_config(adapter_dir: Path, **changes) -> None:
     config = json.loads(path.read_text())
     config.update(changes)
     path.write_text(json.dumps(config))
+
+
+# Pooling servers (--runner pooling) start with a 64-token window and a small KV cache: the
+# start-up cost is the engine's, and inputs for the over-long checks stay short.
+POOLING_FLAGS = ("--runner", "pooling", "--max-model-len", "64", "--kv-cache-gib", "0.05")
+
+
+@contextlib.contextmanager
+def pooling_server(model: Path, adapters: Path, log: Path, *flags: str):
+    """A ready `python -m server --runner pooling` subprocess on `model`, stopped on exit."""
+    from tests.conftest import ServerProcess
+
+    proc = ServerProcess(model, adapters, log, *POOLING_FLAGS, *flags)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()

@@ -33,3 +33,32 @@ def test_bad_flag_values_are_refused():
         parse_dataclass(ServerConfig, ["--model", "m", "--dtype", "int3"])
     with pytest.raises(SystemExit):
         parse_dataclass(ServerConfig, [])  # --model is required
+
+
+def test_list_flags_repeat_and_accumulate():
+    c = parse_dataclass(ServerConfig, ["--model", "m", "--engine-arg", "quantization=awq",
+                                       "--engine-arg", "enforce-eager=true", "--api-key", "a",
+                                       "--api-key", "b", "c"])
+    assert c.engine_arg == ["quantization=awq", "enforce-eager=true"]
+    assert c.api_key == ["a", "b", "c"]
+    assert parse_dataclass(ServerConfig, ["--model", "m"]).engine_arg == []
+
+
+def test_parallelism_and_batching_flags():
+    c = parse_dataclass(ServerConfig, ["--model", "m", "--pipeline-parallel-size", "2",
+                                       "--data-parallel-size", "3",
+                                       "--distributed-executor-backend", "ray",
+                                       "--max-num-batched-tokens", "2048",
+                                       "--no-enable-prefix-caching"])
+    assert (c.pipeline_parallel_size, c.data_parallel_size, c.distributed_executor_backend,
+            c.max_num_batched_tokens, c.enable_prefix_caching) == (2, 3, "ray", 2048, False)
+    assert parse_dataclass(ServerConfig, ["--model", "m"]).enable_prefix_caching is None  # vLLM's
+    with pytest.raises(SystemExit):
+        parse_dataclass(ServerConfig, ["--model", "m", "--distributed-executor-backend", "mpi"])
+
+
+def test_help_explains_engine_args(capsys):
+    with pytest.raises(SystemExit):
+        parse_dataclass(ServerConfig, ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--engine-arg" in out and "KEY=VALUE" in out and "AsyncEngineArgs" in out

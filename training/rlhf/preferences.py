@@ -4,6 +4,11 @@ Row forms (one JSON object per line):
     {"prompt": "...", "chosen": "...", "rejected": "..."}             a labelled pair
     {"prompt": "...", "responses": ["best", "next", ..., "worst"]}    a ranking: every (better, worse)
                                                                       pair, K·(K-1)/2 of them (InstructGPT)
+    {"prompt": "...", "responses": [...], "verdict": "tie"}           judged, none better ("tie" or
+                                                                      "both_bad"): no pair (Elo reads it)
+Other fields are kept for other readers and ignored here: the browser's judgements
+(server/serving/feedback) add the models, sampling, comparison id and time; training/elo.py rates
+the models from them.
 `prompt` may be chat-form: a list of {"role", "content"} turns ending with a user turn; a
 response may be a string or [{"role": "assistant", "content": "..."}]. Bad rows raise BadRow
 naming file:line (or are skipped and counted with bad_rows: skip).
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from training.data.records import BadRow, read_lines
+from training.elo import NO_PREFERENCE
 from training.templates import PromptTemplate, resolve_template
 
 
@@ -98,6 +104,13 @@ def pairs_from_row(row: Any, where: str) -> list[PreferencePair]:
         if "prompt" not in row:
             raise ValueError("missing `prompt`")
         prompt = _prompt(row["prompt"])
+        if row.get("verdict") in NO_PREFERENCE:
+            responses = row.get("responses")
+            if not isinstance(responses, list) or len(responses) < 2:
+                raise ValueError("a `verdict` without preference needs `responses`, the answers judged")
+            for i, r in enumerate(responses):
+                _response(r, f"responses[{i}]")
+            return []
         if "responses" in row:
             ranked = row["responses"]
             if not isinstance(ranked, list) or len(ranked) < 2:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.registry import AdapterRegistry
+from server.adapters.registry import AdapterRegistry, adapter_name, engine_lora_name
 from server.errors import APIError
 from tests.e2e.helpers import publish
 
@@ -104,3 +104,13 @@ async def test_broken_adapter_can_be_deleted_and_unknown_names_cost_nothing(regi
         with pytest.raises(APIError):
             await reg.get(f"made-up-{i}")
     assert not any(name.startswith("made-up") for name in reg._slots)
+
+
+@pytest.mark.parametrize("name", ["x", "sql-v2", "model.v2", "a.vb", "v1"])
+def test_engine_lora_names_map_back_to_adapter_names(name):
+    """Engine statistics name LoRAs per version; clients (and gateways) know the adapter name."""
+    assert adapter_name(engine_lora_name(name, 12)) == name
+
+
+def test_names_that_are_not_engine_names_pass_unchanged():
+    assert [adapter_name(n) for n in ("a.vb", ".v3", "plain")] == ["a.vb", ".v3", "plain"]

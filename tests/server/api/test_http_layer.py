@@ -6,63 +6,9 @@ modes can be produced on demand.
 
 from __future__ import annotations
 
-import pytest
-from prometheus_client import CollectorRegistry
-from fastapi.testclient import TestClient
-from transformers import AutoTokenizer
-from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.v1.engine.exceptions import EngineDeadError
 
-from server.adapters.base_model import BaseModelInfo
-from server.adapters.registry import AdapterRegistry
-from server.app import create_app
-from server.config import ServerConfig
-from server.rendering.prompts import PromptRenderer
-from server.rendering.tool_parsing import ToolCalling
-
-
-class ScriptedEngine:
-    """Yields the words of `reply` one per step, or raises `fail` at step `fail_at`."""
-
-    errored = False
-
-    def __init__(self, reply="one two three", fail=None, fail_at=0):
-        self.reply, self.fail, self.fail_at = reply.split(), fail, fail_at
-
-    async def generate(self, prompt, params, request_id, lora_request=None):
-        for step, word in enumerate(self.reply):
-            if self.fail is not None and step == self.fail_at:
-                raise self.fail
-            last = step == len(self.reply) - 1
-            yield RequestOutput(
-                request_id=request_id, prompt=None, prompt_token_ids=prompt["prompt_token_ids"],
-                prompt_logprobs=None, finished=last,
-                outputs=[CompletionOutput(index=0, text=" " + word, token_ids=[10 + step],
-                                          cumulative_logprob=None, logprobs=None,
-                                          finish_reason="length" if last else None)])
-
-    async def add_lora(self, request):
-        return True
-
-    async def remove_lora(self, lora_id):
-        return True
-
-
-@pytest.fixture
-def make_client(tiny, tmp_path):
-    def make(engine=None, ready=True):
-        app = create_app(ServerConfig(model=str(tiny["base"]), adapters=str(tmp_path)),
-                         start=False, registry=CollectorRegistry())
-        state = app.state.server
-        if ready:
-            state.engine = engine or ScriptedEngine()
-            state.base = BaseModelInfo.load(tiny["base"])
-            tokenizer = AutoTokenizer.from_pretrained(tiny["base"])
-            state.renderer = PromptRenderer(tokenizer, 512, 256)
-            state.tool_calling = ToolCalling(None, tokenizer, "base")
-            state.registry = AdapterRegistry(tmp_path, state.base, state.engine, max_lora_rank=16)
-        return TestClient(app, raise_server_exceptions=False)
-    return make
+from tests.server.api.scripted import ScriptedEngine
 
 
 BODY = {"model": "base", "prompt": "hi", "max_tokens": 3}

@@ -30,6 +30,15 @@ def test_pair_and_ranking():
     assert [(p.chosen, p.rejected) for p in ranked] == [("a", "b"), ("a", "c"), ("b", "c")]
 
 
+def test_a_tie_or_both_bad_is_read_and_gives_no_pair():
+    for verdict in ("tie", "both_bad"):
+        assert pairs_from_row({"prompt": "Hi", "responses": ["a", "a"], "verdict": verdict}, "f:1") == []
+    with pytest.raises(BadRow, match="needs `responses`"):
+        pairs_from_row({"prompt": "Hi", "verdict": "tie"}, "f:3")
+    with pytest.raises(BadRow, match=r"responses\[1\]` is empty"):
+        pairs_from_row({"prompt": "Hi", "responses": ["a", " "], "verdict": "tie"}, "f:4")
+
+
 def test_chat_prompt_and_message_responses(tiny):
     from transformers import AutoTokenizer
 

@@ -1,0 +1,63 @@
+"""The engine's configuration: server flags and --engine-arg reach vLLM, never both for one key."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+
+import pytest
+
+from server import engine
+from server.config import ServerConfig
+from server.engine_passthrough import FIXED, SERVER_FLAGS
+
+
+def set_by_the_server() -> set[str]:
+    """Engine arguments server/engine.py sets: AsyncEngineArgs(...) keywords, scheduler fields."""
+    tree = ast.parse(inspect.getsource(engine))
+    keys = {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "AsyncEngineArgs" for kw in node.keywords}
+    keys |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+             and isinstance(node.ctx, ast.Store) and getattr(node.value, "id", None) == "scheduler"}
+    keys.discard(None)  # the **--engine-arg mapping itself
+    return keys
+
+
+def test_every_argument_the_server_sets_is_refused_as_an_engine_arg():
+    # A new server flag passed to the engine must join SERVER_FLAGS, or `--engine-arg` could set
+    # it a second time (a TypeError at start-up, or a silent override of the flag).
+    assert set_by_the_server() - set(SERVER_FLAGS) - set(FIXED) == set()
+    assert {"max_num_queued_reqs", "pipeline_parallel_size"} <= set_by_the_server()
+
+
+@pytest.fixture
+def restored_environment():
+    env = dict(os.environ)  # vLLM's config checks set variables for their workers
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+
+
+def test_flags_and_engine_args_reach_the_vllm_config(tiny, restored_environment):
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256,
+                          max_num_batched_tokens=256, enable_prefix_caching=False,
+                          pipeline_parallel_size=1, data_parallel_size=1,
+                          distributed_executor_backend="mp",
+                          engine_arg=["enforce-eager=true", "max_parallel_loading_workers=2"])
+    args = engine.engine_args(config)
+    assert (args.enforce_eager, args.max_parallel_loading_workers) == (True, 2)
+    vllm_config = engine.engine_config(config)
+    assert vllm_config.scheduler_config.max_num_batched_tokens == 256
+    assert vllm_config.cache_config.enable_prefix_caching is False
+    assert vllm_config.model_config.enforce_eager is True
+    parallel = vllm_config.parallel_config
+    assert (parallel.pipeline_parallel_size, parallel.data_parallel_size,
+            parallel.distributed_executor_backend) == (1, 1, "mp")
+
+
+def test_defaults_leave_vllms_defaults(restored_environment):
+    args = engine.engine_args(ServerConfig(model="m"))
+    assert (args.max_num_batched_tokens, args.enable_prefix_caching,
+            args.distributed_executor_backend) == (None, None, None)
+    assert args.enable_log_requests is False and args.disable_log_stats is False
