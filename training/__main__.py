@@ -11,6 +11,8 @@
     python -m training ppo|dpo|grpo  --config training/recipes/rlhf/ppo-demo.yaml [--publish]
     python -m training rlhf-demo     [--out .demo/rlhf]   # preference data -> reward -> PPO/DPO/GRPO -> table
     python -m training <command> --help     # every option, with its documentation
+    torchrun --nproc-per-node N -m training <command> ...   # data-parallel on N processes (training/distributed.py;
+                                                            # accelerate configs: training/accelerate/)
 
 Recipes are YAML (training/recipes/); flags override them.
 """

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.data import DataConfig, Example, encode, prompt_ids
 from training.data.dataset import read_valid
+from training.devices import device
 from training.options import Metric
 from training.templates import PromptTemplate, resolve_template
 
@@ -65,11 +66,12 @@ METRICS = {
 
 
 def load_tuned(base: str | Path, tuned: str | Path | None):
-    """The base model, with a PEFT adapter applied or replaced by a full model directory (float32)."""
+    """The base model, with a PEFT adapter applied or replaced by a full model directory (float32,
+    so base and tuned are compared at full precision), on this process's device."""
     tuned = Path(tuned) if tuned else None
     if tuned is not None and not (tuned / "adapter_config.json").exists():
-        return AutoModelForCausalLM.from_pretrained(tuned, dtype=torch.float32).eval()
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(tuned, dtype=torch.float32).to(device()).eval()
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device())
     if tuned is not None:
         from peft import PeftModel
 
@@ -87,8 +89,8 @@ def generate(model, tokenizer, template: PromptTemplate, examples: list[Example]
         width = max(map(len, prompts))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # left padding: [B, T]
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         for row in out[:, width:]:
             outputs.append(tokenizer.decode(row, skip_special_tokens=True))
     return outputs
@@ -105,8 +107,10 @@ def perplexity(model, tokenizer, template: PromptTemplate, examples: list[Exampl
         ids = torch.tensor([e.input_ids + [tokenizer.pad_token_id] * (width - len(e.input_ids)) for e in batch])
         labels = torch.tensor([e.labels + [-100] * (width - len(e.labels)) for e in batch])
         mask = (torch.arange(width)[None] < torch.tensor([len(e.input_ids) for e in batch])[:, None]).long()
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, -width:].float()  # soft prompts prepend rows
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="sum")
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        logits = logits[:, -width:].float()  # soft prompts prepend rows
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(logits.device),
+                                                 reduction="sum")
         nll += loss.item()
         count += int((labels[:, 1:] != -100).sum())
     return math.exp(nll / max(count, 1))

@@ -15,6 +15,10 @@ class ModelConfig:
 
     base: str = ""
     """Base model directory (config.json, safetensors weights, tokenizer); the server's --model."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Dtype the base weights are loaded in for training. auto: bfloat16 where bf16 math is native
+    (a CUDA GPU, an AVX-512 CPU), float32 elsewhere (AVX2-only CPUs emulate bf16) and for `full`
+    (every weight is updated; bf16 would lose small steps). Adapters are saved in the base's own dtype."""
 
 
 @dataclass
@@ -43,8 +47,12 @@ class TrainConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
-    bf16: bool = False
-    """bfloat16 autocast (mixed precision); ~2x faster on CPUs with AVX-512 bf16, weights stay float32."""
+    bf16: bool | None = None
+    """bfloat16 autocast (mixed precision): matmuls in bf16, trained weights keep their dtype; ~2x
+    faster on CPUs with AVX-512 bf16. None: on where bf16 math is native (a CUDA GPU, an AVX-512 CPU)."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in the backward pass instead of storing them: much less memory for
+    ~1.3x the time (non-reentrant, with input gradients for PEFT). None: on for qlora, off otherwise."""
     logging_steps: int = 10
     """Log loss and learning rate (console + TensorBoard) every N steps."""
     eval_steps: int = 0

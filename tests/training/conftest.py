@@ -25,11 +25,11 @@ def reverse_data(tmp_path_factory) -> Path:
                                                 for p, a in instruction_pairs(seed=7, n=120, tasks=("reverse",))))
 
 
-def make_recipe(command: str, base: Path, data: Path, out: Path, **sections) -> object:
+def make_recipe(command: str, base: Path, train_file: Path, out: Path, /, **sections) -> object:
     """A recipe for `command` with fast defaults (few steps, no evaluation), sections overridable."""
     recipe = {
         "model": {"base": str(base)},
-        "data": {"train": str(data), "max_length": 64},
+        "data": {"train": str(train_file), "max_length": 64},
         "train": {"output_dir": str(out), "max_steps": 4, "batch_size": 8, "learning_rate": 1e-2,
                   "logging_steps": 2, "save_steps": 2, "progress": False},
         "output": {"name": out.name, "evaluate": False},

@@ -38,6 +38,13 @@ class DataConfig:
     """Which tokens the loss covers: the response only (default) or the whole sequence."""
     max_examples: int | None = None
     """Use only the first N valid rows of the training file (quick experiments)."""
+    packing: bool = False
+    """Pack several examples into each row of max_length tokens (TRL best-fit decreasing), without
+    padding; each keeps its own positions and attends only to itself. A batch is then batch_size
+    packed rows. Fewer, fuller steps when examples are much shorter than max_length."""
+    padding_free: bool = False
+    """Concatenate each batch's examples into one row instead of padding them to the longest (no
+    compute on padding; each example keeps its own positions and attention). Implied by packing."""
 
     def validate(self) -> None:
         for name in ("validation_fraction", "test_fraction"):

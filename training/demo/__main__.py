@@ -27,11 +27,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from training.config import load_recipe, read_yaml
 from training.data.dataset import read_valid
 from training.demo.tasks import write_demo_data
+from training.devices import native_bf16
 from training.evaluate import compare, table
 from training.methods import METHODS
 from training.methods.common import train
@@ -71,12 +70,6 @@ ADAPTERS = {
 PRETRAIN_MINUTES = 4.0
 
 log = logging.getLogger("training")
-
-
-def native_bf16() -> bool:
-    """Whether bf16 math runs fast here: a GPU, or a CPU whose kernels use AVX-512 (oneDNN's bf16
-    needs it; AVX2-only CPUs emulate it)."""
-    return torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def recipe_for(command: str, file: str, out: Path, adapters: Path, minutes: float):

@@ -4,6 +4,9 @@ A method (one file each in this folder) only says what differs: its option secti
 model is loaded (QLoRA quantizes), how it is made trainable (a PEFT config, or which layers to
 unfreeze), and why a recipe would give something the server cannot load. The rest is here.
 
+Launched on several processes (torchrun, accelerate launch; see training/distributed.py) every
+process trains its share of each batch and only the main one writes the run directory.
+
 Run directory layout (`train.output_dir`, default runs/NAME):
     checkpoint-*/          resumable Trainer checkpoints (`--resume`)
     runs/                  TensorBoard event files (loss, learning rate, grad norm)
@@ -27,6 +30,15 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from training.config import Recipe
 from training.data import DataConfig, describe, load_splits
+from training.devices import (
+    CHECKPOINTING_KWARGS,
+    autocast_bf16,
+    cpu_threads,
+    enable_gradient_checkpointing,
+    gradient_checkpointing,
+    training_dtype,
+)
+from training.distributed import full_state_dict, on_main_then_wait, process_count
 from training.options import ModelConfig, OutputConfig, TrainConfig
 
 log = logging.getLogger("training")
@@ -48,7 +60,7 @@ class Method:
     prepare: Callable[[PreTrainedModel, Recipe, Any], torch.nn.Module] = lambda model, recipe, tok: model
     """Make the loaded model trainable: wrap in PEFT, or freeze/unfreeze parameters."""
     load_model: Callable[[Recipe], PreTrainedModel] | None = None
-    """Load the base for training (default: float32 weights)."""
+    """Load the base for training (default: the weights in training.devices.training_dtype)."""
     refuse: Callable[[Recipe, "BaseFacts"], list[str]] = lambda recipe, facts: []
     """Reasons the recipe cannot give a servable result, checked before anything heavy runs."""
 
@@ -115,7 +127,8 @@ def preflight(recipe: Recipe, method: Method) -> BaseFacts:
 def sft_config(recipe: Recipe, out: Path, has_validation: bool):
     from trl import SFTConfig
 
-    t = recipe.train
+    t, packing = recipe.train, recipe.data.packing
+    checkpointing = gradient_checkpointing(recipe)
     return SFTConfig(
         output_dir=str(out),
         seed=t.seed,
@@ -130,7 +143,7 @@ def sft_config(recipe: Recipe, out: Path, has_validation: bool):
         warmup_steps=t.warmup,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        bf16=t.bf16,
+        bf16=autocast_bf16(recipe),
         logging_steps=t.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if has_validation and t.eval_steps > 0 else "no",
@@ -140,30 +153,28 @@ def sft_config(recipe: Recipe, out: Path, has_validation: bool):
         save_total_limit=2,
         report_to=["tensorboard"],
         disable_tqdm=not t.progress,
-        # Tiny models on CPU: checkpointing activations only costs time.
-        gradient_checkpointing=False,
-        # The data is tokenized and truncated by training.data (which counts what it cuts).
-        max_length=None,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs=dict(CHECKPOINTING_KWARGS) if checkpointing else None,
+        # The data is tokenized and truncated by training.data (which counts what it cuts); packing
+        # needs the row length.
+        max_length=recipe.data.max_length if packing else None,
+        packing=packing,
+        padding_free=recipe.data.padding_free,
         dataloader_num_workers=0,
+        # Every trainable parameter (LoRA, soft prompt, unfrozen layers) gets a gradient each step;
+        # True would cost DDP an extra traversal of the graph per step to look for unused ones.
+        ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
     )
 
 
-def cpu_threads(requested: int) -> int:
-    """Threads for torch: `requested`, or the cores not already busy (1-minute load average).
-
-    Measured here on a 2-core machine with load ~8: one train step took 0.9 s with 1 thread and
-    3.6-22 s with 2 (threads spin-waiting for a core the other processes hold).
-    """
-    if requested > 0:
-        return requested
-    import os
-
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
-
-
-def save_result(model: torch.nn.Module, method: Method, out: Path, tokenizer, facts: BaseFacts, recipe: Recipe) -> Path:
+def save_result(model: torch.nn.Module, method: Method, out: Path, tokenizer, facts: BaseFacts, recipe: Recipe,
+                state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write RUN/adapter or RUN/model in the base's dtype (main process only). `state_dict`: the whole
+    model's weights gathered from a sharded run (training.distributed.full_state_dict), which the
+    in-memory model does not hold."""
+    if state_dict is not None:
+        state_dict = {k: v.to(facts.dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     if method.produces == "adapter":
         from training.methods.servable import check_peft_config
 
@@ -175,24 +186,35 @@ def save_result(model: torch.nn.Module, method: Method, out: Path, tokenizer, fa
             raise Refused("the trained adapter would not be servable: " + "; ".join(problems))
         # Stored in the base model's dtype, so the server sees one dtype per model.
         for p in model.parameters():
-            if p.requires_grad:
+            if p.requires_grad and state_dict is None:
                 p.data = p.data.to(facts.dtype)
         if getattr(config, "target_modules", None):
             config.target_modules = sorted(config.target_modules)  # deterministic adapter_config.json
         target = out / "adapter"
-        model.save_pretrained(str(target), safe_serialization=True)
+        model.save_pretrained(str(target), safe_serialization=True, state_dict=state_dict)
     else:
         target = out / "model"
-        model.to(facts.dtype).save_pretrained(str(target))
+        if state_dict is None:
+            model = model.to(facts.dtype)
+        model.save_pretrained(str(target), state_dict=state_dict)
         tokenizer.save_pretrained(str(target))
     return target
 
 
+def load_trainable_model(recipe: Recipe, method: Method, tokenizer) -> torch.nn.Module:
+    """The base in training_dtype (or as the method loads it: QLoRA quantizes), with gradient
+    checkpointing if the recipe asks, made trainable by the method (PEFT wrap or unfreezing)."""
+    model = method.load_model(recipe) if method.load_model else AutoModelForCausalLM.from_pretrained(
+        recipe.model.base, dtype=training_dtype(recipe))
+    if gradient_checkpointing(recipe):
+        # Before the PEFT wrap, as the QLoRA recipe does; the Trainer then finds it already on.
+        enable_gradient_checkpointing(model)
+    return method.prepare(model, recipe, tokenizer)
+
+
 def train(recipe: Recipe, method: Method) -> dict:
     """Run one recipe end to end; returns the run summary (also written to run.json)."""
-    from training.evaluate import compare
     from training.methods.budget import trainer_class
-    from training.publish import publish_run
 
     facts = preflight(recipe, method)
     out = run_dir(recipe)
@@ -204,15 +226,16 @@ def train(recipe: Recipe, method: Method) -> dict:
     splits = load_splits(recipe.data, tokenizer, seed=recipe.train.seed)
     log.warning(describe(splits.report))
 
-    model = method.load_model(recipe) if method.load_model else AutoModelForCausalLM.from_pretrained(
-        recipe.model.base, dtype=torch.float32)
-    model = method.prepare(model, recipe, tokenizer)
+    # The arguments before the model: under DeepSpeed ZeRO-3 they make from_pretrained load only
+    # this process's partition of the weights.
+    args = sft_config(recipe, out, splits.validation is not None)
+    model = load_trainable_model(recipe, method, tokenizer)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.warning(f"{method.name}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
     trainer_cls, callbacks = trainer_class(recipe.train.max_minutes, recipe.train.lr_scheduler)
-    trainer = trainer_cls(model=model, args=sft_config(recipe, out, splits.validation is not None),
+    trainer = trainer_cls(model=model, args=args,
                           train_dataset=splits.train, eval_dataset=splits.validation, processing_class=tokenizer,
                           callbacks=callbacks)
     resume = get_last_checkpoint(str(out)) if recipe.train.resume else None
@@ -228,14 +251,25 @@ def train(recipe: Recipe, method: Method) -> dict:
         "prompt_template": splits.template.manifest(),
         "data": {"file": recipe.data.train, **splits.report},
         "hyperparameters": recipe.to_dict(),
-        "training": {"steps": result.global_step, "threads": torch.get_num_threads(), "train_loss": result.training_loss,
-                     "seconds": round(time.monotonic() - started, 1), "resumed_from": resume},
+        "training": {"steps": result.global_step, "threads": torch.get_num_threads(),
+                     "train_loss": result.training_loss, "seconds": round(time.monotonic() - started, 1),
+                     "resumed_from": resume,
+                     "processes": process_count(), "dtype": str(training_dtype(recipe)).removeprefix("torch.")},
     }
     if splits.validation is not None and len(splits.validation):
-        summary["training"]["eval_loss"] = trainer.evaluate()["eval_loss"]
-    artifact = save_result(trainer.model, method, out, tokenizer, facts, recipe)
+        summary["training"]["eval_loss"] = trainer.evaluate()["eval_loss"]  # every process: a collective
+    state_dict = full_state_dict(trainer)  # a collective too, under FSDP / DeepSpeed
+    artifact = on_main_then_wait(lambda: save_result(trainer.model, method, out, tokenizer, facts, recipe, state_dict))
+    del trainer, model, state_dict
+    return on_main_then_wait(lambda: finish_run(recipe, method, out, splits, summary, artifact)) or summary
+
+
+def finish_run(recipe: Recipe, method: Method, out: Path, splits, summary: dict, artifact: Path) -> dict:
+    """Evaluate, write run.json, publish: the main process's work after saving."""
+    from training.evaluate import compare
+    from training.publish import publish_run
+
     summary["artifact"] = str(artifact)
-    del trainer, model
     if recipe.output.evaluate and splits.test_examples:
         summary["evaluation"] = compare(
             recipe.model.base, artifact, splits.test_examples[: recipe.output.eval_examples], splits.template,

@@ -15,7 +15,7 @@ import torch
 from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
 from training.config import Recipe
-from training.methods.common import Method
+from training.methods.common import BaseFacts, Method
 
 
 @dataclass
@@ -54,6 +54,15 @@ def init_prompt(model, opts: PromptTuningOptions, tokenizer, seed: int) -> None:
     model.prompt_encoder["default"].embedding.weight.copy_(rows)
 
 
+def refuse_prompt_tuning(recipe: Recipe, facts: BaseFacts) -> list[str]:
+    if recipe.data.packing or recipe.data.padding_free:
+        # PEFT puts the soft prompt once before each row, and drops the position ids that keep
+        # examples sharing a row apart; they would attend to each other.
+        return ["data.packing / data.padding_free put several examples in one row, but a soft prompt goes before "
+                "each row (not each example) and PEFT drops the position ids that keep the examples apart"]
+    return []
+
+
 def prepare_prompt_tuning(model, recipe: Recipe, tokenizer):
     opts = recipe.prompt_tuning
     config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=opts.num_virtual_tokens,
@@ -69,4 +78,5 @@ METHOD = Method(
     produces="adapter",
     options={"prompt_tuning": PromptTuningOptions},
     prepare=prepare_prompt_tuning,
+    refuse=refuse_prompt_tuning,
 )

@@ -4,6 +4,10 @@
 
 Only the training copy of the base is quantized (memory); the adapter is an ordinary LoRA
 adapter and the server applies it to the unquantized base, as the QLoRA paper does at inference.
+As in the QLoRA recipe, each process loads its quantized copy straight onto its own device
+(device_map; a 4-bit model cannot be moved after loading) and gradient checkpointing is on by
+default (train.gradient_checkpointing). Several processes (torchrun) train it data-parallel, on
+GPUs or, with bitsandbytes >= 0.45's CPU kernels, on CPUs over gloo.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from training.config import Recipe
+from training.devices import device, training_dtype
 from training.methods.common import Method
 from training.methods.lora import LoraOptions, lora_config, refuse_lora
 
@@ -38,12 +43,12 @@ def load_quantized(recipe: Recipe):
                                 bnb_4bit_use_double_quant=q.double_quant,
                                 bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
     return AutoModelForCausalLM.from_pretrained(recipe.model.base, quantization_config=config,
-                                                dtype=torch.float32, device_map={"": "cpu"}
-                                                if not torch.cuda.is_available() else None)
+                                                dtype=training_dtype(recipe), device_map={"": str(device())})
 
 
 def prepare_qlora(model, recipe: Recipe, tokenizer):
-    # Casts norms to float32 and enables input gradients; gradient checkpointing off (tiny models, CPU).
+    # Freezes the base and casts its unquantized weights (norms, embeddings, lm_head) to float32;
+    # gradient checkpointing, if on, was enabled by the shared loader (training.methods.common).
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return get_peft_model(model, lora_config(recipe.lora))
 

@@ -8,13 +8,15 @@ directory matches the SFT one, so `python -m training publish --run RUN` works o
     RUN/reward/       the reward model: LoRA + scalar head on the base (reward; never served)
     RUN/value_head.safetensors   PPO's critic, kept beside the adapter (not published)
     RUN/run.json      method, base, template, data, hyper-parameters, reward/KL figures
+
+On several processes (training/distributed.py) each trains its share and only the main one
+saves, evaluates, writes run.json and publishes; the others wait at a barrier.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.config import Recipe
 from training.data.dataset import file_sha256
+from training.devices import CHECKPOINTING_KWARGS, autocast_bf16, cpu_threads, gradient_checkpointing
 from training.methods.common import BaseFacts, Method, preflight, run_dir, save_result
 from training.methods.lora import LoraOptions, lora_config, refuse_lora
 from training.options import ModelConfig, OutputConfig, TrainConfig
-from training.rlhf.preferences import PreferenceDataConfig
+from training.rlhf.preferences import PreferenceDataConfig, PreferenceSplits
 
 log = logging.getLogger("training")
 
@@ -69,17 +72,6 @@ def policy_method(name: str, help: str) -> Method:
     return Method(name=name, help=help, produces="adapter", options={"lora": LoraOptions}, refuse=refuse_lora)
 
 
-def cpu_threads(requested: int = 0) -> int:
-    """`requested` torch threads, or (0) the cores not already busy by the 1-minute load average.
-
-    On a shared 2-core machine two threads spin-waiting for a busy core are several times slower
-    than one."""
-    if requested > 0:
-        return requested
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
-
-
 def start(recipe: Recipe, method: Method) -> tuple[BaseFacts, Path, Any]:
     """Pre-flight (refuse unservable recipes before any work), run directory, tokenizer, threads."""
     facts = preflight(recipe, method)
@@ -91,21 +83,25 @@ def start(recipe: Recipe, method: Method) -> tuple[BaseFacts, Path, Any]:
     return facts, out, AutoTokenizer.from_pretrained(recipe.model.base)
 
 
-def load_policy_base(base: str | Path):
-    return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+def load_policy_base(base: str | Path, dtype: torch.dtype = torch.float32):
+    """The policy's base (recipe: training.devices.training_dtype(recipe)); the trainer moves it to its device."""
+    return AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
 
 
 def trainer_args(cls: type, recipe: Recipe, out: Path, **extra: Any):
     """A TRL config (RewardConfig, DPOConfig, GRPOConfig) from the recipe's `train` section."""
     t = recipe.train
+    checkpointing = gradient_checkpointing(recipe)
     return cls(
         output_dir=str(out), seed=t.seed, data_seed=t.seed, num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup, weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm, bf16=t.bf16, logging_steps=t.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=2, report_to=["tensorboard"],
-        disable_tqdm=not t.progress, gradient_checkpointing=False, dataloader_num_workers=0,
+        max_grad_norm=t.max_grad_norm, bf16=autocast_bf16(recipe), logging_steps=t.logging_steps,
+        logging_first_step=True, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
+        report_to=["tensorboard"], disable_tqdm=not t.progress, gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs=dict(CHECKPOINTING_KWARGS) if checkpointing else None,
+        dataloader_num_workers=0, ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient
         use_cpu=not torch.cuda.is_available(), **extra)
 
 
@@ -124,19 +120,21 @@ def changed_base_weights(model, base: str | Path) -> list[str]:
         if "lora_" in name:
             continue
         key = name.replace(".base_layer", "")
-        if key in on_disk and not torch.equal(tensor.to(on_disk[key].dtype), on_disk[key]):
+        # Compared in the training dtype: a base loaded in bf16 is the file's weights rounded.
+        if key in on_disk and not torch.equal(tensor.cpu(), on_disk[key].to(tensor.dtype)):
             changed.append(key)
     return changed
 
 
-def save_policy(model, method: Method, out: Path, tokenizer, facts: BaseFacts, recipe: Recipe) -> Path:
+def save_policy(model, method: Method, out: Path, tokenizer, facts: BaseFacts, recipe: Recipe,
+                state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Save the trained LoRA as RUN/adapter, refusing (like SFT) a config a trainer made unservable,
-    and refusing a run whose base weights moved."""
-    changed = changed_base_weights(model, facts.path)
+    and refusing a run whose base weights moved (checked on an unsharded model only)."""
+    changed = changed_base_weights(model, facts.path) if state_dict is None else []
     if changed:
         raise RuntimeError(f"{method.name}: training changed base weights {changed[:5]}; the adapter would not fit "
                            "the served base")
-    return save_result(model, method, out, tokenizer, facts, recipe)
+    return save_result(model, method, out, tokenizer, facts, recipe, state_dict)
 
 
 def write_run(out: Path, recipe: Recipe, method: str, facts: BaseFacts, template, data_report: dict,
@@ -156,6 +154,22 @@ def write_run(out: Path, recipe: Recipe, method: str, facts: BaseFacts, template
     }
     (out / "run.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def finish_policy(recipe: Recipe, method: str, facts: BaseFacts, out: Path, data, training: dict, adapter: Path,
+                  scorer=None) -> dict:
+    """The main process's work after saving a policy: evaluate it against the reward model (if
+    there is one), write run.json, publish."""
+    evaluation = None
+    if recipe.output.evaluate and data.test and scorer is not None:
+        from training.rlhf.evaluate import evaluate_policies
+
+        evaluation = evaluate_policies(recipe.model.base, {method: adapter}, PreferenceSplits.prompts(data.test)
+                                       [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)
+    summary = write_run(out, recipe, method, facts, data.template, data.report, training, evaluation)
+    summary["artifact"] = str(adapter)
+    log.warning(f"{method}: wrote {adapter}")
+    return publish_if_asked(summary, out, recipe)
 
 
 def publish_if_asked(summary: dict, out: Path, recipe: Recipe) -> dict:

@@ -17,19 +17,20 @@ from typing import Literal
 from datasets import Dataset
 
 from training.config import Recipe
+from training.devices import training_dtype
+from training.distributed import full_state_dict, on_main_then_wait
 from training.rlhf.common import (
     RewardModelConfig,
+    finish_policy,
     load_policy_base,
     policy_lora,
     policy_method,
-    publish_if_asked,
     save_policy,
     sections,
     start,
     trainer_args,
-    write_run,
 )
-from training.rlhf.preferences import PreferenceSplits, load_preferences
+from training.rlhf.preferences import load_preferences
 
 log = logging.getLogger("training")
 
@@ -58,25 +59,27 @@ def train_dpo(recipe: Recipe) -> dict:
     args = trainer_args(DPOConfig, recipe, out, eval_strategy="no", beta=recipe.dpo.beta,
                         loss_type=[recipe.dpo.dpo_loss], label_smoothing=recipe.dpo.label_smoothing, max_length=None)
     # No ref_model: with a PEFT model TRL computes the reference with the adapter disabled.
-    trainer = DPOTrainer(model=load_policy_base(recipe.model.base), args=args,
+    trainer = DPOTrainer(model=load_policy_base(recipe.model.base, training_dtype(recipe)), args=args,
                          train_dataset=Dataset.from_list(data.train), processing_class=tokenizer,
                          peft_config=policy_lora(recipe))
     started = time.monotonic()
     result = trainer.train()
-    adapter = save_policy(trainer.model, METHOD, out, tokenizer, facts, recipe)
+    state_dict = full_state_dict(trainer)  # every process: a collective under FSDP / DeepSpeed
+    adapter = on_main_then_wait(lambda: save_policy(trainer.model, METHOD, out, tokenizer, facts, recipe, state_dict))
     metrics = {k: v for k, v in (trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}).items()
                if k.startswith("rewards/") or k.startswith("logps/")}
     training = {"steps": result.global_step, "train_loss": result.training_loss,
-                "seconds": round(time.monotonic() - started, 1), "last_logged": metrics}
-    del trainer
-    evaluation = None
-    if recipe.output.evaluate and data.test and recipe.reward.reward_model:
-        from training.rlhf.evaluate import evaluate_policies
-        from training.rlhf.reward import RewardScorer
+                "seconds": round(time.monotonic() - started, 1), "last_logged": metrics,
+                "processes": trainer.accelerator.num_processes}
+    del trainer, state_dict
+    return on_main_then_wait(lambda: finish_policy(recipe, "dpo", facts, out, data, training, adapter,
+                                                   reward_scorer(recipe))) or {"training": training}
 
-        scorer = RewardScorer(recipe.reward.reward_model, recipe.reward.reward_batch_size)
-        evaluation = evaluate_policies(recipe.model.base, {"dpo": adapter}, PreferenceSplits.prompts(data.test)
-                                       [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)
-    summary = write_run(out, recipe, "dpo", facts, data.template, data.report, training, evaluation)
-    summary["artifact"] = str(adapter)
-    return publish_if_asked(summary, out, recipe)
+
+def reward_scorer(recipe: Recipe):
+    """The reward model to evaluate against, if the recipe names one (DPO itself needs none)."""
+    if not (recipe.output.evaluate and recipe.reward.reward_model):
+        return None
+    from training.rlhf.reward import RewardScorer
+
+    return RewardScorer(recipe.reward.reward_model, recipe.reward.reward_batch_size)

@@ -24,6 +24,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from training.devices import device
 from training.rlhf.rollout import forward, generate, pack
 
 
@@ -31,7 +32,7 @@ def evaluate_policies(base: str | Path, adapters: dict[str, str | Path], prompts
                       max_new_tokens: int = 32, judges: dict[str, Callable[[str], float]] | None = None,
                       seed: int = 0) -> dict:
     tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device())
     names = list(adapters)
     for i, name in enumerate(names):
         if i == 0:
@@ -46,7 +47,7 @@ def evaluate_policies(base: str | Path, adapters: dict[str, str | Path], prompts
         torch.manual_seed(seed)
         greedy = generate(model, ids, pad, eos, max_new_tokens, sample=False)
         sampled = generate(model, ids, pad, eos, max_new_tokens, sample=True)
-        batch = pack(ids, sampled, pad)
+        batch = pack(ids, sampled, pad).to(model.device)
         with torch.no_grad():
             logp, _, _ = forward(model, batch)
             if name == "base":

@@ -17,18 +17,19 @@ from dataclasses import dataclass
 from datasets import Dataset
 
 from training.config import Recipe
+from training.devices import training_dtype
+from training.distributed import full_state_dict, on_main_then_wait
 from training.rlhf.common import (
     RewardModelConfig,
     RolloutConfig,
+    finish_policy,
     load_policy_base,
     policy_lora,
     policy_method,
-    publish_if_asked,
     save_policy,
     sections,
     start,
     trainer_args,
-    write_run,
 )
 from training.rlhf.preferences import PreferenceSplits, load_preferences
 
@@ -92,24 +93,19 @@ def train_grpo(recipe: Recipe) -> dict:
                         num_iterations=g.grpo_iterations, top_k=0, eval_strategy="no")
     prompts = Dataset.from_list([{"prompt": p} for p in PreferenceSplits.prompts(data.train)])
     reward = RewardModelReward(scorer, r.missing_eos_penalty, tokenizer.eos_token_id)
-    trainer = GRPOTrainer(model=load_policy_base(recipe.model.base), reward_funcs=[reward], args=args,
-                          train_dataset=prompts, processing_class=tokenizer, peft_config=policy_lora(recipe))
+    trainer = GRPOTrainer(model=load_policy_base(recipe.model.base, training_dtype(recipe)), reward_funcs=[reward],
+                          args=args, train_dataset=prompts, processing_class=tokenizer, peft_config=policy_lora(recipe))
     started = time.monotonic()
     result = trainer.train()
-    adapter = save_policy(trainer.model, METHOD, out, tokenizer, facts, recipe)
+    state_dict = full_state_dict(trainer)  # every process: a collective under FSDP / DeepSpeed
+    adapter = on_main_then_wait(lambda: save_policy(trainer.model, METHOD, out, tokenizer, facts, recipe, state_dict))
     logged = [h for h in trainer.state.log_history if "reward" in h]
     training = {"steps": result.global_step, "train_loss": result.training_loss,
                 "seconds": round(time.monotonic() - started, 1),
                 "first_reward": logged[0]["reward"] if logged else None,
                 "final_reward": logged[-1]["reward"] if logged else None,
-                "final_kl": logged[-1].get("kl") if logged else None, "reward_model": recipe.reward.reward_model}
-    del trainer
-    evaluation = None
-    if recipe.output.evaluate and data.test:
-        from training.rlhf.evaluate import evaluate_policies
-
-        evaluation = evaluate_policies(recipe.model.base, {"grpo": adapter}, PreferenceSplits.prompts(data.test)
-                                       [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)
-    summary = write_run(out, recipe, "grpo", facts, data.template, data.report, training, evaluation)
-    summary["artifact"] = str(adapter)
-    return publish_if_asked(summary, out, recipe)
+                "final_kl": logged[-1].get("kl") if logged else None, "reward_model": recipe.reward.reward_model,
+                "processes": trainer.accelerator.num_processes}
+    del trainer, state_dict
+    return on_main_then_wait(lambda: finish_policy(recipe, "grpo", facts, out, data, training, adapter, scorer)) \
+        or {"training": training}

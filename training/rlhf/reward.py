@@ -23,6 +23,9 @@ from peft import LoraConfig, PeftModel, TaskType
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from training.config import Recipe
+from training.devices import device as default_device
+from training.devices import training_dtype
+from training.distributed import full_state_dict, on_main_then_wait
 from training.rlhf.common import policy_method, sections, start, trainer_args, write_run
 from training.rlhf.preferences import load_preferences
 
@@ -32,14 +35,14 @@ SECTIONS = sections()
 METHOD = policy_method("reward", "reward model")
 
 
-def load_classifier(base: str | Path):
+def load_classifier(base: str | Path, dtype: torch.dtype = torch.float32):
     """The base as a 1-label sequence classifier (new `score` head; lm_head unused)."""
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "score MISSING / lm_head UNEXPECTED" report is expected here
     try:
-        return AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+        return AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=dtype)
     finally:
         hf_logging.set_verbosity(level)
 
@@ -51,10 +54,11 @@ class RewardScorer:
         scorer.score(["<|user|>\\nHi</s>\\n<|assistant|>\\n"], ["Hello! How can I help?"])  # tensor([1.7])
 
     `prompt` is the rendered prompt text (as in training); an eos is appended to each response,
-    as RewardTrainer did to every chosen/rejected text.
+    as RewardTrainer did to every chosen/rejected text. The model runs in float32 on `device`
+    (default: this process's, training.devices.device()); scores come back on the CPU.
     """
 
-    def __init__(self, path: str | Path, batch_size: int = 32) -> None:
+    def __init__(self, path: str | Path, batch_size: int = 32, device: torch.device | None = None) -> None:
         path = Path(path)
         meta = json.loads((path / "reward.json").read_text())
         self.base = meta["base_model"]
@@ -62,7 +66,7 @@ class RewardScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(self.base)
         model = load_classifier(self.base)
         model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model = PeftModel.from_pretrained(model, path).eval()
+        self.model = PeftModel.from_pretrained(model.to(device or default_device()), path).eval()
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -72,8 +76,8 @@ class RewardScorer:
         scores = []
         for start in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                 padding_side="right")
-            scores.append(self.model(**enc).logits[:, 0].float())
+                                 padding_side="right").to(self.model.device)
+            scores.append(self.model(**enc).logits[:, 0].float().cpu())
         return torch.cat(scores) if scores else torch.zeros(0)
 
     def pairwise_accuracy(self, rows: list[dict[str, str]]) -> float:
@@ -100,21 +104,33 @@ def train_reward(recipe: Recipe) -> dict:
     facts, out, tokenizer = start(recipe, METHOD)
     data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
     log.warning(f"reward: {data.report}")
-    model = load_classifier(recipe.model.base)
+    args = trainer_args(RewardConfig, recipe, out, eval_strategy="no", max_length=None)  # before the model: ZeRO-3
+    model = load_classifier(recipe.model.base, training_dtype(recipe))
     model.config.pad_token_id = tokenizer.pad_token_id
-    args = trainer_args(RewardConfig, recipe, out, eval_strategy="no", max_length=None)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(data.train),
                             processing_class=tokenizer, peft_config=reward_lora(recipe))
     started = time.monotonic()
     result = trainer.train()
     target = out / "reward"
-    trainer.model.save_pretrained(str(target))
-    (target / "reward.json").write_text(json.dumps({"base_model": str(facts.path.resolve()),
-                                                    "prompt_template": data.template.manifest()}, indent=2))
-    del trainer, model
-    scorer = RewardScorer(target)
+    state_dict = full_state_dict(trainer)  # every process: a collective under FSDP / DeepSpeed
+
+    def save() -> None:
+        trainer.model.save_pretrained(str(target), state_dict=state_dict)
+        (target / "reward.json").write_text(json.dumps({"base_model": str(facts.path.resolve()),
+                                                        "prompt_template": data.template.manifest()}, indent=2))
+
+    on_main_then_wait(save)
     training = {"steps": result.global_step, "train_loss": result.training_loss,
-                "seconds": round(time.monotonic() - started, 1),
+                "seconds": round(time.monotonic() - started, 1), "processes": trainer.accelerator.num_processes}
+    del trainer, model, state_dict
+    return on_main_then_wait(lambda: finish_reward(recipe, facts, out, data, training, target)) \
+        or {"training": training}
+
+
+def finish_reward(recipe: Recipe, facts, out: Path, data, training: dict, target: Path) -> dict:
+    """Held-out pairwise accuracy and run.json: the main process's work after saving."""
+    scorer = RewardScorer(target)
+    training = {**training,
                 "train_pairwise_accuracy": scorer.pairwise_accuracy(data.train[:500]),
                 "heldout_pairwise_accuracy": scorer.pairwise_accuracy(data.test),
                 "heldout_pairs": len(data.test)}
@@ -123,4 +139,5 @@ def train_reward(recipe: Recipe) -> dict:
     summary = write_run(out, recipe, "reward", facts, data.template, data.report, training, None,
                         produces="reward_model")
     summary["artifact"] = str(target)
+    log.warning(f"reward: wrote {target}")
     return summary

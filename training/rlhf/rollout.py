@@ -25,6 +25,10 @@ class Batch:
     response: torch.Tensor       # [B, T]  response ids (pad after eos)
     response_mask: torch.Tensor  # [B, T]  1.0 on response tokens incl. eos
 
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.ids.to(device), self.attention.to(device), self.prompt_len, self.response.to(device),
+                     self.response_mask.to(device))
+
 
 def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> Batch:
     P = max(len(p) for p in prompts)
@@ -53,7 +57,7 @@ def generate(model, prompts: list[list[int]], pad_id: int, eos_id: int, max_new_
     out: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
-        batch = pack(chunk, [[] for _ in chunk], pad_id)
+        batch = pack(chunk, [[] for _ in chunk], pad_id).to(model.device)
         ids, attention = batch.ids[:, :batch.prompt_len], batch.attention[:, :batch.prompt_len]
         kwargs = dict(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=1.0) if sample else \
             dict(do_sample=False)

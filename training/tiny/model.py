@@ -113,6 +113,12 @@ SPECS: dict[str, TinyLlamaSpec] = {
         hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
         num_attention_heads=8, num_key_value_heads=8, head_dim=64,
     ),
+    # ~1.1B params (TinyLlama-1.1B's shape): GPU training throughput (training.throughput builds it
+    # on the GPU from its config, random weights, no tokenizer); too large for the CPU builders here.
+    "1b": TinyLlamaSpec(
+        vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+        num_attention_heads=32, num_key_value_heads=4, head_dim=64, max_position_embeddings=4096,
+    ),
 }
 
 

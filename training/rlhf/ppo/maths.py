@@ -17,6 +17,7 @@ KL divergence" (k1, k3 estimators).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -54,7 +55,7 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 def shaped_rewards(score: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor) -> torch.Tensor:
     """[B, T] per-token rewards: -kl_coef * kl on every real token, plus the sequence `score` [B] on its last one."""
     rewards = -kl_coef * kl * mask
-    rewards[torch.arange(len(score)), last_token_index(mask)] += score
+    rewards[torch.arange(len(score), device=mask.device), last_token_index(mask)] += score
     return rewards
 
 
@@ -78,12 +79,17 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """(x - mean) / std over the real tokens (population variance); padding stays 0.
 
-    shift_mean=False only rescales (keeps the sign of every entry), as for rewards."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+    shift_mean=False only rescales (keeps the sign of every entry), as for rewards. `all_reduce`
+    sums a tensor over data-parallel processes: the statistics are then over every process's
+    tokens, as one process holding all the rollouts would compute them."""
+    total = all_reduce or (lambda t: t)
+    count = total(mask.sum()).clamp(min=1)
+    mean = total((x * mask).sum()) / count
+    var = total((((x - mean) ** 2) * mask).sum()) / count
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean

@@ -1,0 +1,55 @@
+"""What "auto" resolves to (dtype, autocast, checkpointing) and how CPU threads are shared among processes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training import devices
+from training.config import load_recipe
+from training.methods import METHODS
+
+
+def recipe(command: str, **sections):
+    return load_recipe(command, METHODS[command].sections, {"model": {"base": "unused"}, **sections})
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_dtype_is_bf16_where_bf16_is_native_except_for_full_fine_tuning(native, monkeypatch):
+    monkeypatch.setattr(devices, "native_bf16", lambda: native)
+    expected = torch.bfloat16 if native else torch.float32
+    for command in ("lora", "qlora", "prompt_tuning", "selective"):
+        assert devices.training_dtype(recipe(command)) == expected
+    assert devices.training_dtype(recipe("full")) == torch.float32  # every weight updated: keep float32 steps
+    assert devices.autocast_bf16(recipe("lora")) is native
+
+
+def test_explicit_choices_win_over_auto(monkeypatch):
+    monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    r = recipe("full", model={"base": "unused", "dtype": "bfloat16"}, train={"bf16": True,
+                                                                           "gradient_checkpointing": True})
+    assert devices.training_dtype(r) == torch.bfloat16
+    assert devices.autocast_bf16(r) and devices.gradient_checkpointing(r)
+    assert not devices.gradient_checkpointing(recipe("qlora", train={"gradient_checkpointing": False}))
+
+
+def test_gradient_checkpointing_is_on_by_default_for_qlora_only():
+    assert devices.gradient_checkpointing(recipe("qlora"))
+    assert not any(devices.gradient_checkpointing(recipe(c)) for c in ("lora", "prompt_tuning", "full", "selective"))
+
+
+def test_this_avx2_machine_keeps_float32_by_default():
+    if torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        pytest.skip("bf16 is native here")
+    assert not devices.native_bf16()
+    assert devices.training_dtype(recipe("lora")) == torch.float32 and not devices.autocast_bf16(recipe("lora"))
+
+
+def test_cpu_threads_are_shared_among_the_machines_processes(monkeypatch):
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(devices.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert devices.cpu_threads(0) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert devices.cpu_threads(0) == 4
+    monkeypatch.setattr(devices.os, "getloadavg", lambda: (7.5, 0.0, 0.0))
+    assert devices.cpu_threads(0) == 1 and devices.cpu_threads(3) == 3
