@@ -128,7 +128,7 @@ def counted_requests(url: str) -> Counter:
 
 def run_locust(url: str, mix: str, users: int, seconds: int, prefix: Path, api_key: str | None,
                user_rate: float = 0.0, max_tokens: int = 32) -> dict:
-    """A headless Locust run: its totals and failures from the CSV files, and (`server`) the
+    """A headless Locust run: its totals and failures from its summary, and (`server`) the
     server's count of the generation requests it finished meanwhile, by status."""
     summary = Path(f"{prefix}.json")
     env = {**os.environ, "LOADTEST_ADAPTER_MIX": mix, "LOADTEST_MAX_TOKENS": str(max_tokens),
@@ -144,18 +144,23 @@ def run_locust(url: str, mix: str, users: int, seconds: int, prefix: Path, api_k
     after = counted_requests(url)
     if not summary.exists():
         raise RuntimeError(f"Locust wrote no summary (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    return {**locust_totals(summary, seconds),
+            "server": {status: after[status] - before[status] for status in after
+                       if after[status] != before[status]}}
+
+
+def locust_totals(summary: Path, seconds: float) -> dict:
+    """Requests sent, answered, refused with 429, and other failures, from --summary-json."""
     totals = json.loads(summary.read_text())
     rows = [r for r in totals["requests"] if r["method"] == "POST"]
+    # Locust words a failure as `CatchResponseError('HTTP 429: ...')`.
     failures = [(e["error"], e["occurrences"]) for e in totals["errors"]]
     sent = sum(r["num_requests"] for r in rows)
     failed = sum(r["num_failures"] for r in rows)
-    rejected = sum(n for error, n in failures if error.startswith("HTTP 429"))
+    rejected = sum(n for error, n in failures if "HTTP 429:" in error)
     return {"sent": sent, "ok": sent - failed, "rejected": rejected,
-            "other_failures": [(error, n) for error, n in failures
-                               if not error.startswith("HTTP 429")],
-            "ok_per_s": (sent - failed) / seconds,
-            "server": {status: after[status] - before[status] for status in after
-                       if after[status] != before[status]}}
+            "other_failures": [(error, n) for error, n in failures if "HTTP 429:" not in error],
+            "ok_per_s": (sent - failed) / seconds}
 
 
 class RSSSampler(threading.Thread):
@@ -191,8 +196,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--saturation-users", type=int, default=32)
     p.add_argument("--overload", type=float, default=2.0, help="offered rate / saturation rate")
     p.add_argument("--users", type=int, default=128, help="Locust users during the soak")
-    p.add_argument("--max-queued-requests", type=int, default=64,
+    p.add_argument("--max-queued-requests", type=int, default=32,
                    help="the server's queue limit (own server only)")
+    p.add_argument("--max-num-seqs", type=int, default=16,
+                   help="the server's running batch (own server only): with the queue limit, "
+                        "fewer than --users, so the overload meets back-pressure")
     p.add_argument("--churn-every", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=0.2, help="share of the soak before RSS counts")
     p.add_argument("--rss-growth-mib", type=float, default=64.0,
@@ -222,7 +230,8 @@ def start_server(args, out: Path) -> tuple[ServerProcess, Path, Path]:
     shutil.copytree(assets.adapters, adapters)
     contender = Ours(assets)
     server = contender.start(free_port(), out / "server.log", "--max-queued-requests",
-                             str(args.max_queued_requests), adapters=adapters)
+                             str(args.max_queued_requests), "--max-num-seqs",
+                             str(args.max_num_seqs), adapters=adapters)
     server.wait_ready()
     return server, adapters, assets.base
 
@@ -262,31 +271,38 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         else:
             churner.cleanup()
-    probes = churner.churn.answers
+    report = {"args": vars(args), "saturation": saturation, "soak": soak,
+              "offered_per_s": rate, "churn": asdict(churner.churn), "healthy": healthy,
+              "rss": rss_figures(sampler.samples, args.warmup * args.duration),
+              "rss_samples": sampler.samples}
+    checks = judge(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(render(report))
+    print(render(report))
+    return 0 if all(checks.values()) else 1
+
+
+def judge(r: dict) -> dict[str, bool]:
+    """The checks, from a report's figures (sets each phase's `clients` count and `checks`)."""
+    saturation, soak, args = r["saturation"], r["soak"], r["args"]
+    probes = {int(status): n for status, n in r["churn"]["answers"].items()}
     # The churn probes' 404s never reach generation, so the server does not count them there.
     soak["clients"] = {"ok": soak["ok"] + probes.get(200, 0),
                        "rejected": soak["rejected"] + probes.get(429, 0)}
     saturation["clients"] = {"ok": saturation["ok"], "rejected": saturation["rejected"]}
-    rss = rss_figures(sampler.samples, args.warmup * args.duration)
     checks = {
         "only 429s failed": not soak["other_failures"] and not saturation["other_failures"],
         "no request lost (server's count by status = clients')": all(
             phase["server"] == {k: v for k, v in phase["clients"].items() if v}
             for phase in (saturation, soak)),
-        "every churn probe as expected": not churner.churn.unexpected,
-        "healthy afterwards": healthy,
+        "every churn probe as expected": not r["churn"]["unexpected"],
+        "healthy afterwards": r["healthy"],
     }
-    if rss:
-        checks[f"RSS growth after warm-up < {args.rss_growth_mib:.0f} MiB"] = (
-            rss["growth_mib"] < args.rss_growth_mib)
-    report = {"args": vars(args), "saturation": saturation, "soak": soak,
-              "offered_per_s": rate,
-              "churn": asdict(churner.churn), "rss": rss, "rss_samples": sampler.samples,
-              "checks": checks}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(render(report))
-    print(render(report))
-    return 0 if all(checks.values()) else 1
+    if r["rss"]:
+        checks[f"RSS growth after warm-up < {args['rss_growth_mib']:.0f} MiB"] = (
+            r["rss"]["growth_mib"] < args["rss_growth_mib"])
+    r["checks"] = checks
+    return checks
 
 
 def render(r: dict) -> str:
@@ -297,7 +313,7 @@ def render(r: dict) -> str:
         f"- Saturation (closed loop, {r['args']['saturation_users']} users): "
         f"{r['saturation']['ok_per_s']:.2f} requests/s; offered {r['offered_per_s']:.2f}/s "
         f"from {r['args']['users']} users",
-        f"- Soak: {s['sent']} requests, {s['ok']} answered 200 ({s['ok_per_s']:.2f}/s), "
+        f"- Soak: {s['sent']} requests ({s['sent'] / r['args']['duration']:.2f}/s), {s['ok']} answered 200 ({s['ok_per_s']:.2f}/s), "
         f"{s['rejected']} refused with 429, other failures: {s['other_failures'] or 'none'}",
         f"- Finished requests by status, server's count / clients': saturation "
         f"{r['saturation']['server']} / {r['saturation']['clients']}, soak {s['server']} / "
