@@ -151,7 +151,7 @@ def create_app(config: ServerConfig, *, start: bool = True,
     _install_error_handlers(app, state.metrics)
     for router in (ops.router, models.router, *runners.routers(config.runner)):
         app.include_router(router)
-    if config.ui:
+    if config.ui and config.runner == "generate":  # the page compares generated answers
         ui.mount(app, config)
     openapi.without_422(app)
     return app

@@ -183,7 +183,8 @@ class ServerConfig:
     ui: bool = True
     """Serve the human-feedback page at /ui: the served models, answers of 2-4 of them side by
     side, judgements (appended to --preferences-file) and an Elo leaderboard. The page loads
-    without a key; its data calls use the key typed into it, scoped as API calls are."""
+    without a key; its data calls use the key typed into it, scoped as API calls are. Not
+    mounted with --runner pooling, which generates no answers to compare."""
 
     preferences_file: str = "feedback/preferences.jsonl"
     """JSONL file the page's judgements are appended to, as preference rows that `python -m

@@ -48,3 +48,10 @@ def test_served_endpoints_and_the_openapi_document(tmp_path, runner, served, ref
     assert set(served) <= set(paths) and not set(refused) & set(paths)
     for path in served:  # mounted: the engine is not up yet
         assert client.post(path, json={}, headers=KEY).status_code in (400, 503)
+
+
+def test_feedback_page_only_where_answers_are_generated(tmp_path):
+    assert make_client(tmp_path, "generate").get("/ui").status_code == 200
+    pooling = make_client(tmp_path, "pooling")
+    assert pooling.get("/ui").status_code == 404
+    assert pooling.post("/ui/api/comparisons", json={}, headers=KEY).status_code == 404
