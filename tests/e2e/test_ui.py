@@ -3,7 +3,8 @@ then `python -m training reward` on the judgements it recorded.
 
 The browser flow: open /ui, enter the key, see the adapters, compare two targets (one a LoRA
 with a soft prompt stacked), judge by keyboard, find the line in the preferences file, see the
-leaderboard. It saves a screenshot of each view to docs/ui/.
+leaderboard. It saves a screenshot of each view: to docs/ui/ with UPDATE_SCREENSHOTS=1 (so a
+plain test run leaves the committed pictures alone), else beside the session's other files.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from training.__main__ import main as training_main
 from training.elo import read_judgements
 from training.rlhf.preferences import read_preferences
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "ui"
 LAPTOP = {"width": 1280, "height": 800}
 GENERATION_TIMEOUT_MS = 180_000  # a 2-core machine shared with the rest of the suite
 
@@ -58,8 +59,9 @@ def sse_data(response) -> list[dict]:
             if line.startswith("data: ") and line != "data: [DONE]"]
 
 
-def test_compare_judge_and_rank_in_the_browser(server, browser):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_compare_judge_and_rank_in_the_browser(server, browser, tmp_path):
+    shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     before = len(lines(server.preferences_file))
     page = browser.new_page(viewport=LAPTOP)
     page.goto(server.url + "/ui")
@@ -81,7 +83,7 @@ def test_compare_judge_and_rank_in_the_browser(server, browser):
     expect(row_of(table, "prompt-a")).to_contain_text("soft prompt")
     expect(row_of(table, "base")).to_contain_text("base model")
     assert page.evaluate("sessionStorage.getItem('adapter-serve.api-key')") == API_KEY
-    page.screenshot(path=SCREENSHOTS / "adapters.png")
+    page.screenshot(path=shots / "adapters.png")
 
     # Compare: lora-a against lora-b with prompt-a stacked, anonymised (the default).
     page.get_by_role("link", name="Compare and judge").click()
@@ -108,7 +110,7 @@ def test_compare_judge_and_rank_in_the_browser(server, browser):
     for i in range(2):
         expect(answers.nth(i).locator(".who")).to_have_text("(model hidden)")
     expect(page.locator("#answers")).not_to_contain_text("lora-")
-    page.screenshot(path=SCREENSHOTS / "compare.png", full_page=True)
+    page.screenshot(path=shots / "compare.png", full_page=True)
 
     # Judge by keyboard: Space picks "A is better", Tab reaches the button, Enter records it.
     page.get_by_label("A is better").focus()
@@ -119,7 +121,7 @@ def test_compare_judge_and_rank_in_the_browser(server, browser):
     expect(status).to_contain_text("Judgement recorded")
     revealed = [answers.nth(i).locator(".who").inner_text().removeprefix("— ") for i in range(2)]
     assert sorted(revealed) == ["lora-a", "lora-b + prompt-a"]
-    page.screenshot(path=SCREENSHOTS / "judged.png", full_page=True)
+    page.screenshot(path=shots / "judged.png", full_page=True)
 
     # The new line, in the format training reads, names the models and the answers shown.
     rows = lines(server.preferences_file)
@@ -143,7 +145,7 @@ def test_compare_judge_and_rank_in_the_browser(server, browser):
     expect(page.locator("#leaderboard-summary")).to_have_text(
         re.compile(rf"^{judged} judgements?\. "))
     expect(page.locator("#ratings-plot svg circle")).to_have_count(ratings.locator("tr").count())
-    page.screenshot(path=SCREENSHOTS / "leaderboard.png", full_page=True)
+    page.screenshot(path=shots / "leaderboard.png", full_page=True)
     page.close()
 
 
