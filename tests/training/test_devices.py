@@ -38,11 +38,16 @@ def test_gradient_checkpointing_is_on_by_default_for_qlora_only():
     assert not any(devices.gradient_checkpointing(recipe(c)) for c in ("lora", "prompt_tuning", "full", "selective"))
 
 
-def test_this_avx2_machine_keeps_float32_by_default():
-    if torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-        pytest.skip("bf16 is native here")
-    assert not devices.native_bf16()
-    assert devices.training_dtype(recipe("lora")) == torch.float32 and not devices.autocast_bf16(recipe("lora"))
+@pytest.mark.parametrize("capability, native", [("AVX2", False), ("DEFAULT", False),
+                                                ("AVX512", True), ("AVX512_BF16", True)])
+def test_cpus_without_avx512_keep_float32_by_default(monkeypatch, capability, native):
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices.torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert devices.native_bf16() is native
+    expected = torch.bfloat16 if native else torch.float32
+    assert devices.training_dtype(recipe("lora")) == expected
+    assert devices.autocast_bf16(recipe("lora")) is native
+    assert devices.training_dtype(recipe("full")) == torch.float32  # full stays float32
 
 
 def test_cpu_threads_are_shared_among_the_machines_processes(monkeypatch):
