@@ -1,6 +1,7 @@
 """Run one client request on the engine: one engine request per prompt, merged, measured.
 
-Engine failures become `APIError`s here, so callers deal with one error type.
+Engine failures become `APIError`s here (serving.engine_runs), so callers deal with one error
+type.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from vllm.sampling_params import SamplingParams
 from vllm.utils.async_utils import merge_async_iterators
 
 from server.errors import APIError
-from server.serving import engine_errors
 from server.serving.common import UsageCounter
+from server.serving.engine_runs import engine_run
 from server.serving.targets import Target
 from server.state import ServerState
 
@@ -43,56 +44,37 @@ async def generate(
 
     Takes over the target's hold on its adapters and releases it when the last output is out.
     """
-    engine = state.engine
-    if engine is None or engine.errored:
-        target.release()
-        raise APIError(503, "the engine is not running")
     m = state.metrics
-    labels = (endpoint, target.adapter_label, target.soft_prompt_label)
-    lora_request = target.lora.lora_request if target.lora else None
-    started = time.perf_counter()
     first_token_at = None
-    status = "error"
-    engine_ids = [f"{request_id}-{i}" for i in range(len(prompts))]
-    merged = merge_async_iterators(*(
-        engine.generate(engine_input(target, ids), params, engine_id, lora_request=lora_request)
-        for engine_id, ids in zip(engine_ids, prompts)))
-    deadline = None if timeout is None else started + timeout
-    state.in_flight.update(engine_ids)
-    try:
-        while True:
-            try:
-                index, output = await _next(merged, deadline)
-            except StopAsyncIteration:
-                break
-            if any(o.finish_reason == "error" for o in output.outputs):
-                # The engine failed this request alone; the engine core logged why.
-                if constraint_param is not None and not counter.completion_tokens:
-                    # A grammar that passed the checks but did not compile (an xgrammar limit).
-                    raise APIError(400, f"{constraint_param}: the structured-output backend "
-                                   "could not compile it", param=constraint_param)
-                raise APIError(500, "the engine could not complete this request; the server "
-                               "log has the details")
-            if counter.add(index, output) and first_token_at is None:
-                first_token_at = time.perf_counter()
-                m.time_to_first_token.labels(*labels).observe(first_token_at - started)
-            yield index, output
-        status = "ok"
-    except (asyncio.CancelledError, GeneratorExit):
-        status = "aborted"  # the client went away; vLLM aborts the engine requests
-        raise
-    except engine_errors.ENGINE_ERRORS as exc:
-        status, error = engine_errors.client_error(exc, m, timeout)
-        raise error from exc
-    finally:
-        state.in_flight.difference_update(engine_ids)
-        target.release()
-        if status == "ok":
-            m.request_latency.labels(*labels).observe(time.perf_counter() - started)
-        m.requests.labels(*labels, status).inc()
-        m.prompt_tokens.labels(*labels).inc(counter.prompt_tokens)
-        m.cached_prompt_tokens.labels(*labels).inc(counter.cached_tokens)
-        m.generation_tokens.labels(*labels).inc(counter.completion_tokens)
+    with engine_run(state, target, endpoint, request_id, len(prompts), timeout) as run:
+        merged = merge_async_iterators(*(
+            run.engine.generate(engine_input(target, ids), params, engine_id,
+                                lora_request=run.lora_request)
+            for engine_id, ids in zip(run.engine_ids, prompts)))
+        deadline = None if timeout is None else run.started + timeout
+        try:
+            while True:
+                try:
+                    index, output = await _next(merged, deadline)
+                except StopAsyncIteration:
+                    break
+                if any(o.finish_reason == "error" for o in output.outputs):
+                    # The engine failed this request alone; the engine core logged why.
+                    if constraint_param is not None and not counter.completion_tokens:
+                        # A grammar that passed the checks but did not compile (an xgrammar
+                        # limit).
+                        raise APIError(400, f"{constraint_param}: the structured-output backend "
+                                       "could not compile it", param=constraint_param)
+                    raise APIError(500, "the engine could not complete this request; the "
+                                   "server log has the details")
+                if counter.add(index, output) and first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    m.time_to_first_token.labels(*run.labels).observe(first_token_at - run.started)
+                yield index, output
+        finally:
+            m.prompt_tokens.labels(*run.labels).inc(counter.prompt_tokens)
+            m.cached_prompt_tokens.labels(*run.labels).inc(counter.cached_tokens)
+            m.generation_tokens.labels(*run.labels).inc(counter.completion_tokens)
 
 
 async def _next(outputs: AsyncIterator, deadline: float | None):

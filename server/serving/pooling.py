@@ -2,14 +2,13 @@
 engine request per input, the finished outputs in input order.
 
 The pooling counterpart of `serving.generation`: the same adapters (`Target`), error mapping
-(`engine_errors`) and request metrics (no generated tokens). vLLM builds a pooling model's
+(`engine_runs`) and request metrics (no generated tokens). vLLM builds a pooling model's
 pooler for one task, `embed` or `classify` (--convert), so a server does one of the two.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from vllm.outputs import PoolingRequestOutput
 from vllm.pooling_params import PoolingParams
@@ -18,7 +17,7 @@ from vllm.utils.async_utils import merge_async_iterators
 from server.errors import APIError, bad_request
 from server.protocol.common import PoolingInput
 from server.rendering.prompts import PromptRenderer
-from server.serving import engine_errors
+from server.serving.engine_runs import engine_run
 from server.serving.targets import Target
 from server.state import ServerState
 
@@ -66,41 +65,19 @@ async def encode(
 
     Takes over the target's hold on its adapters and releases it when done.
     """
-    engine = state.engine
-    if engine is None or engine.errored:
-        target.release()
-        raise APIError(503, "the engine is not running")
-    m = state.metrics
-    labels = (endpoint, target.adapter_label, target.soft_prompt_label)
-    lora_request = target.lora.lora_request if target.lora else None
-    engine_ids = [f"{request_id}-{i}" for i in range(len(prompts))]
     results: list[PoolingRequestOutput | None] = [None] * len(prompts)
-    started = time.perf_counter()
-    status = "error"
-    state.in_flight.update(engine_ids)
-    try:
-        # A deadline cancels the wait, which aborts the engine requests as a disconnect does.
-        async with asyncio.timeout(timeout):
-            async for i, output in merge_async_iterators(*(
-                    engine.encode({"prompt_token_ids": ids}, params.clone(), engine_id,
-                                  lora_request=lora_request)
-                    for engine_id, ids in zip(engine_ids, prompts))):
-                if output.error is not None:  # the engine failed this request alone
-                    raise APIError(500, "the engine could not complete this request; the "
-                                   "server log has the details")
-                results[i] = output
-        status = "ok"
-    except asyncio.CancelledError:
-        status = "aborted"  # the client went away; vLLM aborts the engine requests
-        raise
-    except engine_errors.ENGINE_ERRORS as exc:
-        status, error = engine_errors.client_error(exc, m, timeout)
-        raise error from exc
-    finally:
-        state.in_flight.difference_update(engine_ids)
-        target.release()
-        if status == "ok":
-            m.request_latency.labels(*labels).observe(time.perf_counter() - started)
-        m.requests.labels(*labels, status).inc()
-        m.prompt_tokens.labels(*labels).inc(sum(map(len, prompts)))
+    with engine_run(state, target, endpoint, request_id, len(prompts), timeout) as run:
+        try:
+            # A deadline cancels the wait, which aborts the engine requests as a disconnect does.
+            async with asyncio.timeout(timeout):
+                async for i, output in merge_async_iterators(*(
+                        run.engine.encode({"prompt_token_ids": ids}, params.clone(), engine_id,
+                                          lora_request=run.lora_request)
+                        for engine_id, ids in zip(run.engine_ids, prompts))):
+                    if output.error is not None:  # the engine failed this request alone
+                        raise APIError(500, "the engine could not complete this request; the "
+                                       "server log has the details")
+                    results[i] = output
+        finally:
+            state.metrics.prompt_tokens.labels(*run.labels).inc(sum(map(len, prompts)))
     return results  # type: ignore[return-value]  # every slot is filled when status is ok
