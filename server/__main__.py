@@ -8,17 +8,24 @@ the engine died while serving (see server.lifecycle).
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from server import engine_passthrough, lifecycle
-from server.app import create_app
-from server.auth import KeysFileError
-from server.cli_args import parse_dataclass
-from server.config import ServerConfig
+# Only what the start needs at module level: vLLM's engine processes are spawned, and a spawned
+# process imports the parent's __main__ module first, so every import here would be paid again
+# in the engine core (FastAPI, the protocol models, the routers) on the start-up's critical path.
 
 
 def main(argv: list[str] | None = None) -> None:
+    import logging
+
+    from server import engine_passthrough, lifecycle
+    from server.app import create_app
+    from server.auth import KeysFileError
+    from server.cli_args import parse_dataclass
+    from server.config import ServerConfig
+    from server.startup import trace
+
+    trace.begin()  # the API process's start so far: the interpreter and the imports above
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")
     try:
         engine_passthrough.parse(config.engine_arg)  # refused before the port opens

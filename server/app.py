@@ -35,6 +35,8 @@ from server.metrics import Metrics
 from server.rendering.prompts import PromptRenderer
 from server.rendering.tool_parsing import ToolCalling
 from server.serving import pooling
+from server.startup import trace
+from server.startup.breakdown import breakdown
 from server.state import ServerState
 
 log = logging.getLogger("server")
@@ -43,9 +45,10 @@ log = logging.getLogger("server")
 async def _start(state: ServerState) -> None:
     config = state.config
     try:
-        base = await asyncio.to_thread(BaseModelInfo.load, config.model, config.trust_remote_code)
-        tokenizer = await asyncio.to_thread(
-            AutoTokenizer.from_pretrained, config.model, trust_remote_code=config.trust_remote_code)
+        with trace.phase("model files"):
+            base = await asyncio.to_thread(BaseModelInfo.load, config.model, config.trust_remote_code)
+            tokenizer = await asyncio.to_thread(
+                AutoTokenizer.from_pretrained, config.model, trust_remote_code=config.trust_remote_code)
         # Before the engine: an unknown parser, or one the tokenizer lacks tokens for, fails fast.
         tool_calling = ToolCalling(config.tool_call_parser, tokenizer, config.model_name,
                                    config.tool_strict_level)
@@ -57,6 +60,7 @@ async def _start(state: ServerState) -> None:
         # An orchestrator restarts a dead process; a live one answering 503 forever helps nobody.
         os.kill(os.getpid(), signal.SIGTERM)
         return
+    adapters_started = time.time()
     state.base = base
     state.engine = engine
     vocab_size = engine.model_config.get_vocab_size()
@@ -71,8 +75,23 @@ async def _start(state: ServerState) -> None:
                                             engine.model_config.dtype)
         if config.serves_soft_prompts else None,
         runner=config.runner, pooling_task=pooling_task)
+    trace.record("adapters", adapters_started)
     state.started_at = int(time.time())
     log.info("ready: %s with adapters from %s", config.model_name, adapters_dir.resolve())
+    _report_startup(state)
+
+
+def _report_startup(state: ServerState) -> None:
+    """Log where the start-up's seconds went and export them (`server_startup_seconds`)."""
+    traced = trace.end()
+    if traced is None:  # an app made without `python -m server` (tests)
+        return
+    events, began = traced
+    result = breakdown(events, began, time.time())
+    log.info("%s", result.line())
+    state.metrics.startup_seconds.labels(phase="total").set(result.total)
+    for phase, seconds in result.phases.items():
+        state.metrics.startup_seconds.labels(phase=phase).set(seconds)
 
 
 def _error_response(status: int, message: str, param: str | None = None) -> JSONResponse:

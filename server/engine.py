@@ -14,6 +14,7 @@ from server import engine_metrics, engine_passthrough, lifeline, soft_prompt_cac
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
+from server.startup import trace
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
@@ -66,6 +67,15 @@ def engine_config(config: ServerConfig) -> VllmConfig:
         # vLLM's limit counts running and waiting requests alike; ours counts the waiting ones.
         scheduler.max_num_queued_reqs = scheduler.max_num_seqs + config.max_queued_requests
     scheduler.max_num_queued_tokens = config.max_queued_tokens
+    parallel = vllm_config.parallel_config
+    if (current_platform.is_cpu() and parallel.world_size == 1
+            and config.distributed_executor_backend in (None, "uni")):
+        # One worker runs inside the engine-core process. vLLM's CPU platform always starts it
+        # in a process of its own (`mp`), to pin its OpenMP threads from a fresh process; on a
+        # small machine that third process costs a start (interpreter, torch and vLLM imports)
+        # and, while serving, the engine core and the worker busy-poll the queue between them
+        # on cores the model needs.
+        parallel.distributed_executor_backend = "uni"
     return vllm_config
 
 
@@ -78,7 +88,9 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
     args = engine_args(config)
-    return AsyncLLM.from_vllm_config(engine_config(config),
+    with trace.phase("engine config"):
+        vllm_config = engine_config(config)
+    return AsyncLLM.from_vllm_config(vllm_config,
                                      usage_context=UsageContext.OPENAI_API_SERVER,
                                      stat_loggers=[engine_metrics.PrometheusStatLogger],
                                      # Read by vLLM's own entry point, not by its config.

@@ -44,6 +44,10 @@ class Metrics:
         self.adapter_load_seconds = Histogram(
             "server_adapter_load_seconds", "Time to snapshot and validate an adapter version.",
             ("kind",), registry=registry)
+        self.startup_seconds = Gauge(
+            "server_startup_seconds", "This process's start-up, from its creation to ready, by "
+            "phase (server.startup.breakdown); phase=\"total\" is the whole.", ("phase",),
+            registry=registry)
         self.adapter_load_failures = Counter(
             "server_adapter_load_failures", "Adapter versions refused at load.",
             ("adapter",), registry=registry)

@@ -14,11 +14,14 @@ It acts only when the parent is this server (the environment flag below is set b
 3. JSON grammars: bounded whitespace (--json-max-whitespace) and length-bounded strings without
    raw control characters (`server.grammars.json_schema`).
 4. Engine processes kill themselves once the server process is gone (`server.lifeline`).
+5. Start-up: phases timed into the server's start-up trace (`server.startup.engine_phases`), and
+   the compile cache loadable on CPU (`server.startup.compile_cache`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 ENABLE_ENV = "ADAPTER_SERVE_VLLM_PLUGIN"
 
@@ -26,6 +29,7 @@ ENABLE_ENV = "ADAPTER_SERVE_VLLM_PLUGIN"
 def register() -> None:
     if os.environ.get(ENABLE_ENV) != "1":
         return
+    started = time.time()
     from server import lifeline
 
     lifeline.watch()
@@ -42,3 +46,8 @@ def register() -> None:
     from server.grammars import json_schema
 
     json_schema.install()
+
+    from server.startup import compile_cache, engine_phases
+
+    compile_cache.install()
+    engine_phases.install(started)  # last: it times the plugin's work above

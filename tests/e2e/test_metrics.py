@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -62,3 +63,18 @@ def test_cached_prompt_tokens_by_soft_prompt(client, http):
     cached = value(scrape(http), "server_cached_prompt_tokens_total", **labels) - \
         value(before, "server_cached_prompt_tokens_total", **labels)
     assert cached == sum(u.prompt_tokens_details.cached_tokens for u in usages) >= 8
+
+
+def test_startup_phases_from_every_process(http):
+    # Timed in the API process and, through the plugin, in the engine core (which runs the
+    # one worker on CPU): the critical path adds up to the start-up's total.
+    samples = scrape(http)
+    phases = {dict(labels)["phase"]: v for (name, labels), v in samples.items()
+              if name == "server_startup_seconds"}
+    for phase in ("imports", "model files", "engine config", "engine core imports", "plugin", "workers",
+                  "weights", "profile", "kv cache", "adapters"):
+        assert phase in phases, phase
+    assert phases["engine core imports"] > 0.5  # a fresh interpreter importing torch and vLLM
+    assert 0 < phases["weights"] <= phases["workers"]
+    on_path = sum(v for phase, v in phases.items() if phase not in ("total", "weights"))
+    assert on_path == pytest.approx(phases["total"], rel=1e-6)
