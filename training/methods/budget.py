@@ -62,15 +62,17 @@ class TimeLimit(TrainerCallback):
         return control
 
 
-def trainer_class(minutes: float, scheduler: str):
-    """SFTTrainer, or (with a time budget) a subclass whose schedule also follows the clock."""
-    from trl import SFTTrainer
+def trainer_class(minutes: float, scheduler: str, base: type | None = None):
+    """`base` (a transformers Trainer class; default TRL's SFTTrainer), or (with a time budget) a
+    subclass whose schedule also follows the clock."""
+    if base is None:
+        from trl import SFTTrainer as base
 
     if minutes <= 0:
-        return SFTTrainer, []
+        return base, []
     clock = Clock(minutes)
 
-    class BudgetedSFTTrainer(SFTTrainer):
+    class BudgetedTrainer(base):
         def create_scheduler(self, num_training_steps, optimizer=None):
             if self.lr_scheduler is None:
                 self.lr_scheduler = budget_schedule(optimizer or self.optimizer, scheduler,
@@ -78,4 +80,4 @@ def trainer_class(minutes: float, scheduler: str):
                                                     num_training_steps, clock)
             return self.lr_scheduler
 
-    return BudgetedSFTTrainer, [TimeLimit(clock)]
+    return BudgetedTrainer, [TimeLimit(clock)]
