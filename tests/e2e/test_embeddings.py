@@ -1,5 +1,6 @@
 """/v1/embeddings on a --runner pooling server (the tiny base converted with --convert embed):
-the official client's embeddings equal transformers + PEFT's, base and LoRA; bad input is a 4xx.
+the official client's embeddings equal transformers + PEFT's, base and LoRA (a contrastive one
+trained and published here too); bad input is a 4xx.
 
 One extra server for this module (tests/e2e/test_classify.py starts the classifier's: vLLM
 builds a model's pooler for one task, so one server cannot do both).
@@ -20,6 +21,7 @@ from tests import oracle
 from tests.conftest import API_KEY
 from tests.e2e.helpers import pooling_server, publish
 from tests.e2e.test_bad_input import assert_error
+from tests.training.embeddings.conftest import contrastive_recipe
 
 TEXTS = ["The quick brown fox", "Reverse the word: planet", "1 2 3 4"]
 # float32 on both sides; vLLM's CPU kernels sum in another order than torch's.
@@ -157,3 +159,25 @@ def test_soft_prompts_are_refused(http):
     error = assert_error(http.post("/v1/embeddings", json={"model": "prompt-a", "input": "x"}),
                          400, param="model", contains="soft prompts need --runner generate")
     assert error["code"] == "invalid_adapter"
+
+
+def test_trained_contrastive_adapter_is_served_as_trained(client, pooling, tiny, tmp_path):
+    """`python -m training contrastive --publish` into this server: its embeddings are the ones
+    training optimised and evaluated (training.embeddings.retrieval.embed, a padded batch)."""
+    from training.embeddings.contrastive import train_contrastive
+    from training.embeddings.data import write_paraphrase_data
+    from training.embeddings.retrieval import embed_all
+    from training.evaluate import load_tuned
+
+    data = write_paraphrase_data(tmp_path / "data", n_train=40, n_test=8)
+    summary = train_contrastive(contrastive_recipe(
+        tiny["base"], data, tmp_path / "paraphrase-embed",
+        output={"publish": True, "adapters_dir": str(pooling.adapters)}))
+    name = summary["name"]
+    got = [d.embedding for d in client.embeddings.create(model=name, input=TEXTS).data]
+    tok = oracle.tokenizer(tiny["base"])
+    want = embed_all(load_tuned(tiny["base"], tmp_path / "paraphrase-embed" / "adapter"),
+                     [tok.encode(t) for t in TEXTS], tok.pad_token_id)
+    np.testing.assert_allclose(got, want.numpy(), **TOLERANCE)
+    base = [d.embedding for d in client.embeddings.create(model="base", input=TEXTS).data]
+    assert not np.allclose(got, base, atol=1e-3)
