@@ -6,10 +6,16 @@
     python -m training full          --config training/recipes/full-alpaca.yaml
     python -m training selective     --config training/recipes/selective-last-layers.yaml
     python -m training eval          --base B --adapter A --data held_out.jsonl [--forgetting other.jsonl]
+                                     [--shots 0,1,3 --shots-from train.jsonl] [--server URL]
+    python -m training elo           --base B --adapters A1 A2 --data held_out.jsonl --judge metric|reward|server
     python -m training publish       --run runs/NAME [--name NAME] [--adapters-dir adapters]
     python -m training reward        --config training/recipes/rlhf/reward-demo.yaml   (RLHF: training/rlhf/)
     python -m training ppo|dpo|grpo  --config training/recipes/rlhf/ppo-demo.yaml [--publish]
     python -m training rlhf-demo     [--out .demo/rlhf]   # preference data -> reward -> PPO/DPO/GRPO -> table
+    python -m training contrastive   --config training/recipes/contrastive-demo.yaml [--publish]  # embedding LoRA
+    python -m training classifier    --config training/recipes/classifier-head.yaml  # -last-layers, -full, -lora
+    python -m training features      --base B --train train.jsonl --test test.jsonl [--pooling last|mean]
+                                     [--classifier logistic|mlp] [--out DIR]   # frozen-LLM features + sklearn
     python -m training <command> --help     # every option, with its documentation
     torchrun --nproc-per-node N -m training <command> ...   # data-parallel on N processes (training/distributed.py;
                                                             # accelerate configs: training/accelerate/)
@@ -53,6 +59,19 @@ def _single(command: str, cls_path: str, fn_path: str) -> Callable[[Sequence[str
     return run
 
 
+def _classifier(argv: Sequence[str]) -> object:
+    from training.classification import train
+
+    return train.train_classifier(parse_command_line("classifier", train.SECTIONS, argv, train.__doc__.strip()))
+
+
+def _contrastive(argv: Sequence[str]) -> object:
+    from training.embeddings import contrastive
+
+    doc = (contrastive.__doc__ or "").strip()
+    return contrastive.train_contrastive(parse_command_line("contrastive", contrastive.SECTIONS, argv, doc))
+
+
 def _rlhf(name: str) -> Callable[[Sequence[str]], object]:
     def run(argv: Sequence[str]) -> object:
         from training.rlhf.commands import run_command_line
@@ -69,6 +88,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "full": ("full fine-tuning: a new model directory", _train("full")),
     "selective": ("train only the last N layers and/or output layers: a new model directory", _train("selective")),
     "eval": ("base vs tuned on held-out data", _single("eval", "training.evaluate", ("EvalConfig", "run_eval"))),
+    "elo": ("Elo ratings of the base and adapters, judged pairwise",
+            _single("elo", "training.evaluation.elo", ("EloConfig", "run_elo"))),
     "publish": ("publish a run's adapter into adapters/", _single("publish", "training.publish",
                                                                  ("PublishConfig", "run_publish"))),
     "reward": ("RLHF reward model from preference pairs", _rlhf("reward")),
@@ -77,6 +98,10 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "grpo": ("RLHF GRPO policy (LoRA) against a reward model", _rlhf("grpo")),
     "rlhf-demo": ("RLHF demo: preferences -> reward -> PPO/DPO/GRPO -> table",
                   _single("rlhf-demo", "training.rlhf.demo", ("DemoConfig", "run_demo"))),
+    "classifier": ("sequence classifier: head / last layers (FT I), full (FT II) or LoRA", _classifier),
+    "features": ("feature-based classifier: frozen-LLM embeddings + logistic regression / MLP",
+                 _single("features", "training.classification.features", ("FeaturesConfig", "run_features"))),
+    "contrastive": ("embedding LoRA (InfoNCE, in-batch negatives) for --runner pooling", _contrastive),
 }
 
 

@@ -1,11 +1,17 @@
 """Base versus tuned on held-out data: task metric, perplexity, and forgetting on a second task set.
 
     python -m training eval --base .demo/base --adapter adapters/demo-firstletters-lora \
-        --data held_out.jsonl --forgetting other_tasks.jsonl --template chat --out eval.json
+        --data held_out.jsonl --forgetting other_tasks.jsonl --template chat --out eval.json \
+        [--shots 0,1,3 --shots-from train.jsonl] [--server http://127.0.0.1:8000]
 
 The tuned side is a PEFT adapter directory (LoRA or soft prompt) or a full model directory.
 Generation is greedy, batched with left padding; the prompt is tokenized exactly as in training
 (`training.data.prompt_ids`), so the numbers describe what the server will answer.
+
+`--shots` adds the in-context-learning baseline: the base with k solved training examples in
+its prompt, rows `base (k-shot)` (training/evaluation/shots.py). `--server` sends the same prompt
+ids to a running server instead of generating here (training/evaluation/served.py); perplexity
+is then not measured.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,7 +28,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.data import DataConfig, Example, encode, prompt_ids
 from training.data.dataset import read_valid
+from training.data.encode import IGNORE, Encoded
 from training.devices import device
+from training.evaluation.served import Served, served_answers
+from training.evaluation.shots import FewShot, few_shot_prompts, parse_counts, shot_pool
 from training.options import Metric
 from training.templates import PromptTemplate, resolve_template
 
@@ -80,15 +90,15 @@ def load_tuned(base: str | Path, tuned: str | Path | None):
 
 
 @torch.no_grad()
-def generate(model, tokenizer, template: PromptTemplate, examples: list[Example], max_new_tokens: int,
-             batch_size: int = 32) -> list[str]:
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy answers to prompts given as token ids (`prompt_ids`; the same ids `--server` sends)."""
     outputs = []
     pad = tokenizer.pad_token_id
-    for i in range(0, len(examples), batch_size):
-        prompts = [prompt_ids(tokenizer, template, e) for e in examples[i:i + batch_size]]
-        width = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # left padding: [B, T]
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        width = max(map(len, batch))
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])  # left padding: [B, T]
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
         out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         for row in out[:, width:]:
@@ -96,11 +106,21 @@ def generate(model, tokenizer, template: PromptTemplate, examples: list[Example]
     return outputs
 
 
+def with_prompt(encoded: Encoded, prompt: list[int]) -> Encoded:
+    """The same response (and labels) after another prompt, e.g. a few-shot one."""
+    n = encoded.labels.count(IGNORE)  # the template's prompt: the only ignored labels
+    return Encoded(prompt + encoded.input_ids[n:], [IGNORE] * len(prompt) + encoded.labels[n:], False)
+
+
 @torch.no_grad()
-def perplexity(model, tokenizer, template: PromptTemplate, examples: list[Example], batch_size: int = 32) -> float:
-    """exp(mean negative log-likelihood of the response tokens, eos included)."""
+def perplexity(model, tokenizer, template: PromptTemplate, examples: list[Example], batch_size: int = 32,
+               prompts: list[list[int]] | None = None) -> float:
+    """exp(mean negative log-likelihood of the response tokens, eos included); `prompts` (ids)
+    replace the template's prompts (the response is scored after a few-shot prompt)."""
     nll, count = 0.0, 0
     encoded = [encode(tokenizer, template, e, max_length=10**9) for e in examples]
+    if prompts is not None:
+        encoded = [with_prompt(e, p) for e, p in zip(encoded, prompts, strict=True)]
     for i in range(0, len(encoded), batch_size):
         batch = encoded[i:i + batch_size]
         width = max(len(e.input_ids) for e in batch)
@@ -116,38 +136,59 @@ def perplexity(model, tokenizer, template: PromptTemplate, examples: list[Exampl
     return math.exp(nll / max(count, 1))
 
 
-def score(model, tokenizer, template, examples, metrics: tuple[str, ...], max_new_tokens: int) -> dict:
-    predictions = generate(model, tokenizer, template, examples, max_new_tokens)
+def score(model, tokenizer, template, examples, metrics: tuple[str, ...], max_new_tokens: int,
+          prompts: list[list[int]] | None = None, answer=None) -> dict:
+    """Metric means over `examples`, answered from `prompts` (ids; default: the template's) by
+    `model`, or by `answer(prompts) -> texts` (a server: `model` None, perplexity then None)."""
+    prompts = prompts if prompts is not None else [prompt_ids(tokenizer, template, e) for e in examples]
+    predictions = answer(prompts) if answer else generate(model, tokenizer, prompts, max_new_tokens)
     means = {}
     for metric in metrics:
         values = [METRICS[metric](p, e.response or "") for p, e in zip(predictions, examples)]
         means[metric] = round(sum(values) / max(len(values), 1), 4)
     return {**means,
-            "perplexity": round(perplexity(model, tokenizer, template, examples), 4),
+            "perplexity": None if model is None else round(
+                perplexity(model, tokenizer, template, examples, prompts=prompts), 4),
             "examples": len(examples),
             "samples": [{"prompt": e.prompt, "expected": e.response, "got": p}
-                        for e, p in list(zip(examples, predictions))[:3]]}
+                        for e, p in list(zip(examples, predictions))[:3]],
+            "predictions": predictions}
 
 
 def compare(base: str | Path, tuned: str | Path, examples: list[Example], template: PromptTemplate,
             metric: str = "exact_match", max_new_tokens: int = 32,
-            forgetting: list[Example] | None = None, task_metrics: tuple[str, ...] = ()) -> dict:
+            forgetting: list[Example] | None = None, task_metrics: tuple[str, ...] = (),
+            few_shot: FewShot | None = None, served: Served | None = None,
+            served_names: tuple[str, str] | None = None) -> dict:
     """{"task": {"base": {...}, "tuned": {...}}, "forgetting": {...}} for the held-out and second sets.
 
     `task_metrics` are scored on the held-out set only: they may not suit the second set's tasks
-    (json_match scores every non-JSON answer 0).
+    (json_match scores every non-JSON answer 0). `few_shot` adds held-out rows `base (k-shot)`
+    (between base and tuned). `served`: generate on that server instead, where the base and the
+    tuned side are called `served_names` (default: their directories' names).
     """
     tokenizer = AutoTokenizer.from_pretrained(base)
     sets = {"task": (examples, (metric, *task_metrics)),
             **({"forgetting": (forgetting, (metric,))} if forgetting else {})}
+    names = served_names or (Path(base).resolve().name, Path(tuned).name)
     result: dict = {name: {} for name in sets}
-    for side, path in (("base", None), ("tuned", tuned)):
-        model = load_tuned(base, path)
+    for side, path, served_name in (("base", None, names[0]), ("tuned", tuned, names[1])):
+        model = load_tuned(base, path) if served is None else None
+        answer = None if served is None else partial(served_answers, served, served_name, tokenizer,
+                                                     max_new_tokens=max_new_tokens)
         for name, (items, metrics) in sets.items():
-            result[name][side] = score(model, tokenizer, template, items, metrics, max_new_tokens)
+            result[name][side] = score(model, tokenizer, template, items, metrics, max_new_tokens, answer=answer)
+        if side == "base" and few_shot is not None:
+            for k, (prompts, used) in few_shot_prompts(tokenizer, template, examples, few_shot).items():
+                row = score(model, tokenizer, template, examples, (metric, *task_metrics), max_new_tokens,
+                            prompts=prompts, answer=answer)
+                result["task"][f"base ({k}-shot)"] = {**row, "shots": k, "shots_used": round(used, 4),
+                                                      "shot_budget": few_shot.budget}
         del model
     result["metric"] = metric
     result["task_metrics"] = list(task_metrics)
+    if served is not None:
+        result["server"] = {"url": served.url, "base_model": names[0], "model": names[1]}
     return result
 
 
@@ -155,13 +196,19 @@ def table(result: dict) -> str:
     metrics = [result["metric"], *result.get("task_metrics", ())]
     lines = [f"| set | model | {' | '.join(metrics)} | perplexity | examples |",
              "| --- | --- | " + "--- | " * len(metrics) + "--- | --- |"]
+    notes = []
     for name in ("task", "forgetting"):
-        for side in ("base", "tuned"):
-            if name in result:
-                r = result[name][side]
-                cells = " | ".join(f"{r[m]:.3f}" if m in r else "-" for m in metrics)
-                lines.append(f"| {name} | {side} | {cells} | {r['perplexity']:.3f} | {r['examples']} |")
-    return "\n".join(lines)
+        for side, r in result.get(name, {}).items():
+            cells = " | ".join(f"{r[m]:.3f}" if m in r else "-" for m in metrics)
+            ppl = "-" if r.get("perplexity") is None else f"{r['perplexity']:.3f}"
+            lines.append(f"| {name} | {side} | {cells} | {ppl} | {r['examples']} |")
+            if "shots" in r:
+                notes.append(f"{side}: {r['shots_used']:.2f} shots used on average "
+                             f"(prompts of at most {r['shot_budget']} tokens)")
+    if "server" in result:
+        notes.append(f"generated by {result['server']['url']}; perplexity is not available through "
+                     "the server (no prompt log-probabilities)")
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 @dataclass
@@ -186,17 +233,48 @@ class EvalConfig:
     """Generation length."""
     out: str = "eval.json"
     """Where the JSON results go."""
+    shots: str = ""
+    """Also score the base with k-shot prompts, for each k of this comma-separated list (e.g. 0,1,3):
+    the in-context-learning baseline the adapter has to beat."""
+    shots_from: str | None = None
+    """Training data to draw the shots from (any training data format; never the evaluated prompt)."""
+    shot_budget: int = 1024
+    """Most tokens a few-shot prompt may have (shots included); shots that do not fit are dropped."""
+    seed: int = 0
+    """Seed of the shot draws: the same seed shows the same shots."""
+    server: str | None = None
+    """Generate on this running server (http://host:port) instead of in-process; perplexity is then left out."""
+    api_key: str | None = None
+    """The server's API key (default: $OPENAI_API_KEY)."""
+    concurrency: int = 8
+    """Requests kept in flight on the server."""
+    model: str | None = None
+    """The adapter's served name (default: the adapter directory's name)."""
+    base_model: str | None = None
+    """The base's served name (default: the base directory's name, as the server names it)."""
 
 
 def run_eval(cfg: EvalConfig) -> dict:
     for name in ("base", "adapter", "data"):
-        if not getattr(cfg, name):
+        if not getattr(cfg, name) and not (name == "adapter" and cfg.server and cfg.model):
             raise ValueError(f"eval needs --{name}")
     template = resolve_template(cfg.template)
     DataConfig(template=cfg.template).validate()
     examples = read_valid(cfg.data, "auto", "error", Counter(), cfg.limit)
     other = read_valid(cfg.forgetting, "auto", "error", Counter(), cfg.limit) if cfg.forgetting else None
-    result = compare(cfg.base, cfg.adapter, examples, template, cfg.metric, cfg.max_new_tokens, other)
+    few_shot = None
+    if cfg.shots:
+        counts = parse_counts(cfg.shots)
+        if any(counts) and not cfg.shots_from:
+            raise ValueError("--shots above 0 needs --shots-from (training data to draw the shots from)")
+        pool = shot_pool(read_valid(cfg.shots_from, "auto", "error", Counter())) if cfg.shots_from else []
+        few_shot = FewShot(counts, pool, cfg.shot_budget, cfg.seed)
+    served, names = None, None
+    if cfg.server:
+        served = Served(cfg.server, cfg.api_key, cfg.concurrency)
+        names = (cfg.base_model or Path(cfg.base).resolve().name, cfg.model or Path(cfg.adapter).name)
+    result = compare(cfg.base, cfg.adapter, examples, template, cfg.metric, cfg.max_new_tokens, other,
+                     few_shot=few_shot, served=served, served_names=names)
     Path(cfg.out).write_text(json.dumps(result, indent=2))
     print(table(result))
     print(f"wrote {cfg.out}")

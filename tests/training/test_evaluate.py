@@ -45,3 +45,35 @@ def test_eval_command_compares_base_and_adapter(tiny, tmp_path, capsys):
     # A random LoRA changes the model, so perplexities differ.
     assert result["task"]["base"]["perplexity"] != result["task"]["tuned"]["perplexity"]
     assert "| task | tuned |" in capsys.readouterr().out
+
+
+def test_table_shows_few_shot_rows_and_served_results_without_perplexity():
+    side = {"exact_match": 0.5, "perplexity": None, "examples": 4}
+    result = {"metric": "exact_match", "server": {"url": "http://127.0.0.1:8000"},
+              "task": {"base": side, "base (3-shot)": {**side, "exact_match": 0.75, "shots": 3, "shots_used": 2.5,
+                                                       "shot_budget": 512}, "tuned": side}}
+    lines = table(result).splitlines()
+    assert lines[2:5] == ["| task | base | 0.500 | - | 4 |", "| task | base (3-shot) | 0.750 | - | 4 |",
+                          "| task | tuned | 0.500 | - | 4 |"]
+    assert "base (3-shot): 2.50 shots used on average (prompts of at most 512 tokens)" in lines
+    assert any("perplexity is not available through the server" in line for line in lines)
+
+
+def test_eval_command_scores_the_base_with_few_shot_prompts(tiny, tmp_path, capsys):
+    task = write_jsonl(tmp_path / "task.jsonl", [{"instruction": f"Reverse the word: {w}", "output": w[::-1]}
+                                                 for w in ("tiger", "apple", "river")])
+    train = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Reverse the word: {w}", "output": w[::-1]}
+                                                   for w in ("tiger", "lucky", "stone", "cloud")])
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--base", str(tiny["base"]), "--adapter", str(tiny["lora-a"]), "--data", str(task),
+                 "--shots", "0,1,3", "--shots-from", str(train), "--max-new-tokens", "4", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["task"]
+    assert list(rows) == ["base", "base (0-shot)", "base (1-shot)", "base (3-shot)", "tuned"]
+    # 0 shots is the base's own prompt: the same answers and perplexity.
+    assert rows["base (0-shot)"]["predictions"] == rows["base"]["predictions"]
+    assert rows["base (0-shot)"]["perplexity"] == rows["base"]["perplexity"]
+    assert [rows[f"base ({k}-shot)"]["shots_used"] for k in (0, 1, 3)] == [0, 1, 3]
+    # Solved examples in the prompt change what the base predicts the answer to be.
+    assert rows["base (3-shot)"]["perplexity"] != rows["base"]["perplexity"]
+    printed = capsys.readouterr().out
+    assert "| task | base (3-shot) |" in printed and "3.00 shots used on average" in printed
