@@ -28,12 +28,13 @@ from loadtests.bench.assets import ensure_assets
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import run_cell, summarize
-from loadtests.bench.ours import Ours
+from loadtests.bench.ours import Ours, OursMultiprocess
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
 from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, WORKLOAD_NAMES, workloads
 
-CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, StockVLLM, StockVLLMNoLoRA, HFPeft)}
+CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, OursMultiprocess, StockVLLM, StockVLLMNoLoRA,
+                                                                HFPeft)}
 RESULTS = Path("loadtests/results")
 
 
@@ -42,10 +43,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="concurrency 1 and 16, 3 s warm-up + 12 s cells")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: loadtests/results/<time>)")
     p.add_argument("--assets", type=Path, default=RESULTS / "assets", help="bench model + adapters (built if absent)")
-    p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated, among {', '.join(CONTENDERS)}")
+    p.add_argument("--contenders", default="ours,stock-vllm,stock-vllm-nolora,hf-peft",
+                   help=f"comma-separated, among {', '.join(CONTENDERS)}")
     p.add_argument("--workloads", default="base,lora-1,lora-8,soft",
                    help=f"comma-separated, among {', '.join(WORKLOAD_NAMES)} (json: response_format "
                         "json_schema on the base model, ours and stock-vllm only; not run by default)")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                   help="engine dtype of ours and stock vLLM (float32 on CPUs without native bfloat16)")
     p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 5)")
     p.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 20)")
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
 
     failed = []
     try:
-        contenders = [CONTENDERS[name](assets) for name in args.contenders]
+        contenders = [CONTENDERS[name](assets, args.dtype) for name in args.contenders]
         for contender in contenders:  # only this run's workloads (prepare() readies no others)
             contender.workloads = tuple(w for w in contender.workloads if w in args.workloads)
         run = run_in_turn if args.rounds == 1 else run_interleaved

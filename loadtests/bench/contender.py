@@ -23,8 +23,11 @@ class Contender:
     workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft", "json")
     """Workloads this contender runs."""
 
-    def __init__(self, assets: BenchAssets) -> None:
+    def __init__(self, assets: BenchAssets, dtype: str = "bfloat16") -> None:
         self.assets = assets
+        self.dtype = dtype
+        """The engine's dtype (--dtype of the bench): bfloat16, or float32 where the CPU has no
+        native bfloat16 (AVX2-only: bfloat16 matmuls are emulated, 10x slower)."""
         self.notes: list[str] = []  # what the report should say about this contender's run
 
     def start(self, port: int, log: Path) -> ServerProcess:

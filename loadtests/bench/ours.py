@@ -21,7 +21,7 @@ class Ours(Contender):
         """`extra`: more server flags; `adapters`: serve another folder than the bench's own."""
         cmd = [PYTHON, "-m", "server", "--model", str(self.assets.base),
                "--adapters", str(adapters or self.assets.adapters),
-               "--port", str(port), "--dtype", "bfloat16", "--kv-cache-gib", str(KV_CACHE_GIB),
+               "--port", str(port), "--dtype", self.dtype, "--kv-cache-gib", str(KV_CACHE_GIB),
                "--max-loras", "8", "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
                "--log-level", "warning",  # no per-request access log, as for stock vLLM below
                *extra]
@@ -47,3 +47,14 @@ class Ours(Contender):
         else:
             model = target.lora or BASE_NAME
         return "/v1/completions", self.constrained(self.completion_body(model, i, **extra), target)
+
+
+class OursMultiprocess(Ours):
+    """The executor vLLM's CPU platform picks: the worker in a process of its own. Against `ours`
+    (one worker inside the engine core, our default on CPU), it shows what that choice buys."""
+
+    name = "ours-mp"
+    description = "this server with --distributed-executor-backend mp (vLLM's CPU default)"
+
+    def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
+        return super().start(port, log, "--distributed-executor-backend", "mp", *extra, adapters=adapters)

@@ -30,7 +30,7 @@ class StockVLLM(Contender):
 
     def start(self, port: int, log: Path) -> ServerProcess:
         cmd = [PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.assets.base),
-               "--served-model-name", BASE_NAME, "--port", str(port), "--dtype", "bfloat16",
+               "--served-model-name", BASE_NAME, "--port", str(port), "--dtype", self.dtype,
                "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-memory-bytes", str(KV_CACHE_GIB * 2**30),
                "--enable-prompt-embeds", "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning"]
         if self.enable_lora:
