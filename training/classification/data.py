@@ -12,7 +12,6 @@ held out of the training file by `training.data.dataset.split`.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from typing import Literal
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from training.data.dataset import DataError, file_sha256, split
-from training.data.records import BadRow, read_lines
+from training.data.dataset import DataError, file_sha256, skip_or_raise, split
+from training.data.records import BadRow, read_json_rows
 
 
 @dataclass
@@ -85,16 +84,11 @@ def read_labelled(path: str | Path) -> list[tuple[str, LabelledText | BadRow]]:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     rows: list[tuple[str, LabelledText | BadRow]] = []
-    for where, line in read_lines(path):
-        if isinstance(line, BadRow):
-            rows.append((where, line))
+    for where, row in read_json_rows(path):
+        if isinstance(row, BadRow):
+            rows.append((where, row))
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rows.append((where, BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})")))
-            continue
-        text, label = (row.get("text"), row.get("label")) if isinstance(row, dict) else (None, None)
+        text, label = row.get("text"), row.get("label")
         if not isinstance(text, str) or not text.strip():
             rows.append((where, BadRow(where, "missing or empty string field 'text'")))
         elif not isinstance(label, str) or not label:
@@ -113,9 +107,7 @@ def _valid(path: str, labels: Sequence[str] | None, bad_rows: str, skipped: Coun
             item = BadRow(where, f"label {item.label!r} is not one of {list(labels)} (data.labels, or the training "
                                  "file's)")
         if isinstance(item, BadRow):
-            if bad_rows == "error":
-                raise DataError(f"{item} (set data.bad_rows: skip to skip such rows)")
-            skipped[item.reason.split(" (")[0]] += 1
+            skip_or_raise(item, bad_rows, skipped)
             continue
         out.append(item)
         if limit is not None and len(out) >= limit:

@@ -46,13 +46,18 @@ def file_sha256(*paths: str | Path | None) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def skip_or_raise(row: BadRow, bad_rows: str, skipped: Counter) -> None:
+    """`data.bad_rows`: stop at a bad row (error), or count it by reason and go on (skip)."""
+    if bad_rows == "error":
+        raise DataError(f"{row} (set data.bad_rows: skip to skip such rows)")
+    skipped[row.reason.split(" (")[0]] += 1
+
+
 def read_valid(path: str, fmt: str, bad_rows: str, skipped: Counter, limit: int | None = None) -> list[Example]:
     examples = []
     for _, item in read_examples(path, fmt):
         if isinstance(item, BadRow):
-            if bad_rows == "error":
-                raise DataError(f"{item} (set data.bad_rows: skip to skip such rows)")
-            skipped[item.reason.split(" (")[0]] += 1
+            skip_or_raise(item, bad_rows, skipped)
             continue
         examples.append(item)
         if limit is not None and len(examples) >= limit:

@@ -50,6 +50,20 @@ def read_lines(path: Path, keep_blank: bool = False) -> Iterator[tuple[str, str 
                 yield where, line
 
 
+def read_json_rows(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    """(`file:line`, JSON object or BadRow) for every non-blank line of a JSONL file."""
+    for where, line in read_lines(path):
+        if isinstance(line, BadRow):
+            yield where, line
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield where, BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        yield where, row if isinstance(row, dict) else BadRow(where, "a row must be a JSON object")
+
+
 def detect_format(row: dict) -> str:
     if "messages" in row:
         return "messages"
@@ -113,17 +127,9 @@ def read_examples(path: str | Path, fmt: str = "auto") -> Iterator[tuple[str, Ex
     if path.suffix == ".txt":
         yield from _read_text_file(path)
         return
-    for where, line in read_lines(path):
-        if isinstance(line, BadRow):
-            yield where, line
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield where, BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(row, dict):
-            yield where, BadRow(where, "a row must be a JSON object")
+    for where, row in read_json_rows(path):
+        if isinstance(row, BadRow):
+            yield where, row
             continue
         if fmt == "auto":
             try:

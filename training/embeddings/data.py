@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from training.data.dataset import DataError, file_sha256, split
-from training.data.records import BadRow, read_lines
+from training.data.dataset import DataError, file_sha256, skip_or_raise, split
+from training.data.records import BadRow, read_json_rows
 from training.tiny.corpus import WORDS
 
 FIELDS = ("anchor", "positive", "negative")
@@ -108,19 +108,13 @@ def read_pairs(path: str | Path, tokenizer, cfg: PairDataConfig, skipped: Counte
     if not path.is_file():
         raise FileNotFoundError(f"pair file {path} does not exist")
     pairs = []
-    for where, line in read_lines(path):
+    for where, row in read_json_rows(path):
         try:
-            if isinstance(line, BadRow):
-                raise line
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if isinstance(row, BadRow):
+                raise row
             pairs.append(pair_from_row(row, where, tokenizer, cfg.max_length))
         except BadRow as exc:
-            if cfg.bad_rows == "error":
-                raise DataError(f"{exc} (set data.bad_rows: skip to skip such rows)") from None
-            skipped[exc.reason.split(" (")[0]] += 1
+            skip_or_raise(exc, cfg.bad_rows, skipped)
             continue
         if limit is not None and len(pairs) >= limit:
             break

@@ -22,13 +22,12 @@ which is how every trainer here (and vLLM's /v1/completions) tokenizes a prompt 
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from training.data.records import BadRow, read_lines
+from training.data.records import BadRow, read_json_rows
 from training.elo import NO_PREFERENCE
 from training.templates import PromptTemplate, resolve_template
 
@@ -137,14 +136,10 @@ def read_preferences(path: str | Path, bad_rows: str = "error") -> tuple[list[Pr
     if not path.is_file():
         raise FileNotFoundError(f"preference file {path} does not exist")
     pairs, skipped = [], 0
-    for where, line in read_lines(path):
+    for where, row in read_json_rows(path):
         try:
-            if isinstance(line, BadRow):
-                raise line
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadRow(where, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if isinstance(row, BadRow):
+                raise row
             pairs.extend(pairs_from_row(row, where))
         except BadRow:
             if bad_rows == "error":
