@@ -61,3 +61,11 @@ def test_defaults_leave_vllms_defaults(restored_environment):
     assert (args.max_num_batched_tokens, args.enable_prefix_caching,
             args.distributed_executor_backend) == (None, None, None)
     assert args.enable_log_requests is False and args.disable_log_stats is False
+
+
+@pytest.mark.parametrize("backend", [None, "uni"])
+def test_one_cpu_worker_runs_inside_the_engine_core(tiny, restored_environment, backend):
+    # vLLM's CPU platform turns `uni` into `mp` (a worker process); the server keeps it `uni`.
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256,
+                          distributed_executor_backend=backend)
+    assert engine.engine_config(config).parallel_config.distributed_executor_backend == "uni"
