@@ -58,3 +58,34 @@ def test_extract_rows_fit_the_recipe_and_the_evaluation_length(data):
         encode(tokenizer, template, example, max_length, too_long="error")  # raises if truncated
         # One token to spare beyond the answer: an answer not followed by eos does not match.
         assert len(tokenizer(example.response, add_special_tokens=False).input_ids) < adapter.max_new_tokens
+
+
+def labelled(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sentiment_classification_set_has_three_classes_and_held_out_texts(data):
+    train, test = labelled(data["sentiment-train"]), labelled(data["sentiment-test"])
+    assert (len(train), len(test)) == (3000, 300)
+    for rows in (train, test):
+        counts = Counter(r["label"] for r in rows)
+        assert set(counts) == {"negative", "neutral", "positive"} and min(counts.values()) > len(rows) / 4
+    assert not {r["text"] for r in train} & {r["text"] for r in test}
+    assert {"text": "The river was great.", "label": "positive"}.keys() == train[0].keys()
+
+
+@pytest.mark.parametrize("recipe", ["classifier-head.yaml", "classifier-full.yaml", "classifier-lora.yaml",
+                                    "contrastive-demo.yaml"])
+def test_demo_data_has_the_files_the_new_recipes_read(data, recipe):
+    raw = read_yaml(RECIPES / recipe)["data"]
+    for split in ("train", "test"):
+        name = raw[split].removeprefix(".demo/data/").removesuffix(".jsonl")
+        assert data[name].name == f"{name}.jsonl" and data[name].stat().st_size > 0
+
+
+def test_demo_recipes_are_named_after_their_adapters():
+    for name, adapter in ADAPTERS.items():
+        raw = read_yaml(RECIPES / adapter.recipe)
+        assert raw["output"]["name"] == name and raw["train"]["output_dir"] == f".demo/runs/{name}"
+        assert (RECIPES / adapter.recipe).read_text().splitlines()[0].endswith(
+            f"--config training/recipes/{adapter.recipe} --publish")
