@@ -5,8 +5,8 @@
         [--shots 0,1,3 --shots-from train.jsonl] [--server http://127.0.0.1:8000]
 
 The tuned side is a PEFT adapter directory (LoRA or soft prompt) or a full model directory.
-Generation is greedy, batched with left padding; the prompt is tokenized exactly as in training
-(`training.data.prompt_ids`), so the numbers describe what the server will answer.
+Generation is greedy, batched by prompt length (no padding); the prompt is tokenized exactly as
+in training (`training.data.prompt_ids`), so the numbers describe what the server will answer.
 
 `--shots` adds the in-context-learning baseline: the base with k solved training examples in
 its prompt, rows `base (k-shot)` (training/evaluation/shots.py). `--server` sends the same prompt
@@ -91,18 +91,25 @@ def load_tuned(base: str | Path, tuned: str | Path | None):
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy answers to prompts given as token ids (`prompt_ids`; the same ids `--server` sends)."""
-    outputs = []
-    pad = tokenizer.pad_token_id
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
-        width = max(map(len, batch))
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])  # left padding: [B, T]
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
-        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        for row in out[:, width:]:
-            outputs.append(tokenizer.decode(row, skip_special_tokens=True))
+    """Greedy answers to prompts given as token ids (`prompt_ids`; the same ids `--server` sends).
+
+    Batches hold prompts of one length, so nothing is padded: PEFT's prompt tuning ignores
+    position ids, and behind left padding a soft prompt's rows would sit at other positions than
+    the server puts them (7 points of exact match lost on the demo's soft prompt).
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    outputs: list[str] = [""] * len(prompts)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            batch = indices[start:start + batch_size]
+            ids = torch.tensor([prompts[i] for i in batch], device=model.device)  # [B, T], no padding
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+            for i, row in zip(batch, out[:, ids.shape[1]:]):
+                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     return outputs
 
 

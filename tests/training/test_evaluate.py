@@ -77,3 +77,17 @@ def test_eval_command_scores_the_base_with_few_shot_prompts(tiny, tmp_path, caps
     assert rows["base (3-shot)"]["perplexity"] != rows["base"]["perplexity"]
     printed = capsys.readouterr().out
     assert "| task | base (3-shot) |" in printed and "3.00 shots used on average" in printed
+
+
+@pytest.mark.parametrize("adapter", ["prompt-a", "lora-a"])
+def test_batched_generation_equals_one_prompt_at_a_time(tiny, adapter):
+    # Prompts of several lengths in one call: each answer must be PEFT's answer to that prompt
+    # alone (a soft prompt behind left padding would see its rows at other positions).
+    from tests import oracle
+    from training.evaluate import generate, load_tuned
+
+    tok = oracle.tokenizer(tiny["base"])
+    prompts = [tok("Reverse the word: " + w).input_ids for w in ("sun", "planet", "a b c d e f", "go", "river")]
+    answers = generate(load_tuned(tiny["base"], tiny[adapter]), tok, prompts, max_new_tokens=6, batch_size=2)
+    assert answers == [tok.decode(oracle.greedy(tiny["base"], p, 6, tiny[adapter]), skip_special_tokens=True)
+                       for p in prompts]
