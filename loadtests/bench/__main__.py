@@ -3,6 +3,23 @@
     .venv/bin/python -m loadtests.bench --quick                      # concurrency 1 and 16, short cells
     .venv/bin/python -m loadtests.bench                              # concurrency 1, 4, 16, 32; 5 s + 20 s cells
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads base,lora-8 --concurrency 16
+    .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-8,lora-48 --max-loras 4
+    .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-1,cold
+
+Two workloads are not run by default:
+- `lora-48`: round robin over 48 LoRAs (the extra 40 are built under --assets on first use).
+  Run it with `--max-loras` below 48 so that the engines swap adapters (the intended run:
+  `--workloads lora-8,lora-48 --max-loras 4`); the report gives "48-LoRA mix vs 8-LoRA mix"
+  (tokens/s, TTFT p50) per contender from the same run. --max-cpu-loras (default: --max-loras,
+  both servers' own default) sizes the engines' host-memory LoRA cache, the same on ours and
+  stock vLLM: by default a swapped-out LoRA is reloaded from disk. To set lora-48 against lora-8
+  at the default --max-loras 8 of another run: `python -m loadtests.bench.report
+  RUN/results.json --lora-8-from OTHER_RUN/results.json`.
+- `cold`: every request names an adapter the server has never seen (cold-<run>-<n>, a copy of
+  lora-0 made just before it, in a scratch folder removed afterwards; ours serves a writable
+  copy of the adapters folder for this). Stock vLLM's TTFT includes the client's
+  POST /v1/load_lora_adapter. The report sets cold TTFT p50/p99 against lora-1's (one warm
+  adapter) TTFT p50, per contender: run it with `lora-1`.
 
 Each contender is started in turn on the same bench model and adapters (built once under
 --assets), driven by the same closed-loop load generator (load.py), and killed afterwards (also
@@ -24,14 +41,14 @@ import time
 from pathlib import Path
 
 from loadtests.bench import report
-from loadtests.bench.assets import ensure_assets
+from loadtests.bench.assets import ensure_assets, ensure_many_loras
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import run_cell, summarize
 from loadtests.bench.ours import Ours, OursMultiprocess
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
-from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, WORKLOAD_NAMES, workloads
+from loadtests.bench.workloads import JSON_SCHEMA, MANY_LORAS, MAX_TOKENS, WORKLOAD_NAMES, workloads
 
 CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, OursMultiprocess, StockVLLM, StockVLLMNoLoRA,
                                                                 HFPeft)}
@@ -47,7 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, among {', '.join(CONTENDERS)}")
     p.add_argument("--workloads", default="base,lora-1,lora-8,soft",
                    help=f"comma-separated, among {', '.join(WORKLOAD_NAMES)} (json: response_format "
-                        "json_schema on the base model, ours and stock-vllm only; not run by default)")
+                        "json_schema on the base model, ours and stock-vllm only; lora-48: 48 LoRAs round "
+                        "robin, use with --max-loras < 48; cold: a never-seen adapter per request, use "
+                        "with lora-1; none of the three run by default)")
+    p.add_argument("--max-loras", type=int, default=8,
+                   help="LoRAs per batch (engine adapter slots) of ours and stock vLLM (default 8)")
+    p.add_argument("--max-cpu-loras", type=int, default=None,
+                   help="LoRAs kept in host memory by ours and stock vLLM (default: --max-loras, "
+                        "both servers' default; evicted ones reload from disk)")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
                    help="engine dtype of ours and stock vLLM (float32 on CPUs without native bfloat16)")
     p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
@@ -69,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.workloads) - set(WORKLOAD_NAMES)
     if unknown:
         p.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    args.max_cpu_loras = args.max_cpu_loras or args.max_loras
+    if args.max_loras < 1 or args.max_cpu_loras < args.max_loras:
+        p.error("need 1 <= --max-loras <= --max-cpu-loras")
     args.out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     return args
 
@@ -80,6 +107,7 @@ def start(contender: Contender, args, results: dict) -> ServerProcess:
         contender.prepare(server)
     except BaseException:
         server.stop()
+        contender.cleanup()
         raise
     print(f"== {contender.name}: ready in {startup:.0f} s ({contender.description})", flush=True)
     results["startup_s"][contender.name] = startup
@@ -90,6 +118,7 @@ def stop(contender: Contender, server: ServerProcess, results: dict, save) -> No
     results["peak_rss_bytes"][contender.name] = server.peak_rss
     results["notes"] += [f"{contender.name}: {n}" for n in contender.notes]
     server.stop()
+    contender.cleanup()  # its scratch folder (served adapter copies, cold adapters)
     save()
 
 
@@ -179,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"assets: {args.assets} (building on first use)", flush=True)
     assets = ensure_assets(args.assets)
+    if "lora-48" in args.workloads:
+        print(f"assets: {MANY_LORAS} LoRAs (building the missing ones)", flush=True)
+        ensure_many_loras(assets, MANY_LORAS)
     all_workloads = workloads(assets)
     results = {
         "command": shlex.join([".venv/bin/python", "-m", "loadtests.bench", *(sys.argv[1:] if argv is None else argv)]),
@@ -187,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                    f"{os.getloadavg()[0]:.1f}",
         "contenders": args.contenders, "workloads": args.workloads, "concurrency": args.concurrency,
         "warmup_s": args.warmup, "duration_s": args.duration, "max_tokens": MAX_TOKENS, "rounds": args.rounds,
+        "max_loras": args.max_loras, "max_cpu_loras": args.max_cpu_loras,
         "descriptions": {n: CONTENDERS[n].description for n in args.contenders},
         "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
     }
@@ -197,12 +230,18 @@ def main(argv: list[str] | None = None) -> None:
                                 f"EOS = {MAX_TOKENS} tokens), no ignore_eos; both servers in their default "
                                 f"structured-output configuration (a top-level string has no JSON whitespace)")
 
+    if "lora-48" in args.workloads:
+        results["notes"].append(f"lora-48 workload: {MANY_LORAS} rank-16 LoRAs round robin, ours and stock vLLM "
+                                f"with --max-loras {args.max_loras} --max-cpu-loras {args.max_cpu_loras}"
+                                + (" (no swapping: --max-loras >= 48)" if args.max_loras >= MANY_LORAS else ""))
+
     def save() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
     failed = []
     try:
-        contenders = [CONTENDERS[name](assets, args.dtype) for name in args.contenders]
+        contenders = [CONTENDERS[name](assets, args.dtype, args.max_loras, args.max_cpu_loras)
+                      for name in args.contenders]
         for contender in contenders:  # only this run's workloads (prepare() readies no others)
             contender.workloads = tuple(w for w in contender.workloads if w in args.workloads)
         run = run_in_turn if args.rounds == 1 else run_interleaved

@@ -3,8 +3,14 @@ stock_vllm.py, hf_peft.py)."""
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
+import os
+import shutil
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -14,21 +20,75 @@ from loadtests.bench.procs import ServerProcess
 from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, Target, prompt, response_format
 
 PYTHON = sys.executable
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what a copied adapter needs
+
+
+def publish_copy(source: Path, root: Path, name: str) -> Path:
+    """Copy the adapter folder `source` to `root/name` the way training/publish.py publishes: the
+    files go into a hidden staging sibling (`root/.NAME.tmp-*`, a name our server never serves),
+    are synced, and the folder is renamed into place, so a server looking at `root` sees either
+    no `name` or the complete adapter, never half of one. Refuses an existing `name` (a cold
+    adapter is new by definition). Returns the target."""
+    target = root / name
+    if target.exists():
+        raise FileExistsError(f"{target} exists: not a never-seen adapter")
+    missing = [f for f in ADAPTER_FILES if not (source / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source} is not an adapter (missing {missing})")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
+    try:
+        for f in ADAPTER_FILES:
+            shutil.copyfile(source / f, staging / f)
+            with open(staging / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 class Contender:
     name: str = ""
     """Short id used in tables and plots."""
     description: str = ""
-    workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft", "json")
+    workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft", "json", "lora-48", "cold")
     """Workloads this contender runs."""
 
-    def __init__(self, assets: BenchAssets, dtype: str = "bfloat16") -> None:
+    def __init__(self, assets: BenchAssets, dtype: str = "bfloat16", max_loras: int = 8,
+                 max_cpu_loras: int | None = None) -> None:
         self.assets = assets
         self.dtype = dtype
         """The engine's dtype (--dtype of the bench): bfloat16, or float32 where the CPU has no
         native bfloat16 (AVX2-only: bfloat16 matmuls are emulated, 10x slower)."""
+        self.max_loras = max_loras
+        """LoRAs in one running batch (the engine's adapter slots; --max-loras of the bench)."""
+        self.max_cpu_loras = max_cpu_loras or max_loras
+        """LoRAs the engine keeps in host memory (LRU; --max-cpu-loras of the bench, default
+        max_loras as both servers' own default)."""
         self.notes: list[str] = []  # what the report should say about this contender's run
+        self._workdir: Path | None = None
+        self._cold_ids = itertools.count()
+        self._run_id = uuid.uuid4().hex[:8]
+
+    def workdir(self) -> Path:
+        """This contender's scratch folder (served adapter copies, cold adapters), made on first
+        use outside the assets and removed by cleanup() (also at exit)."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+            atexit.register(shutil.rmtree, self._workdir, ignore_errors=True)
+        return self._workdir
+
+    def cleanup(self) -> None:
+        """Remove the scratch folder (after the server is stopped)."""
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def cold_name(self) -> str:
+        """A name no server of this run has seen: cold-<run id>-<n>, n counting over all of this
+        contender's cells and rounds."""
+        return f"cold-{self._run_id}-{next(self._cold_ids)}"
 
     def start(self, port: int, log: Path) -> ServerProcess:
         raise NotImplementedError

@@ -9,6 +9,10 @@ the window, TTFT percentiles those whose first token arrived inside it.
 
     records = asyncio.run(run_cell(url, make_request, concurrency=16, warmup=5, duration=20))
     stats = summarize(records, window=20)
+
+A request may come with a `Prelude` (the `cold` workload): a step that makes its adapter exist,
+untimed when a publisher would do it (a copy into the adapters folder) or timed, as part of the
+request's TTFT and latency, when the client must do it first (stock vLLM's load_lora_adapter).
 """
 
 from __future__ import annotations
@@ -18,13 +22,29 @@ import itertools
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 import aiohttp
 
-MakeRequest = Callable[[int], tuple[str, dict]]
-"""i -> (path, JSON body) of the i-th request of a cell."""
+
+@dataclass(frozen=True)
+class Prelude:
+    """What must happen before a request is sent. `setup`: blocking, run in a thread before the
+    request's clock starts (what a publisher does, not the client). `timed`: awaited after the
+    clock starts, so it counts in the request's TTFT and latency (what the client itself must do
+    before its first request). A failure of either makes the request an error."""
+
+    setup: Callable[[], None] | None = None
+    timed: Callable[[aiohttp.ClientSession], Awaitable[None]] | None = None
+
+
+class PreludeError(RuntimeError):
+    """A Prelude's step failed (e.g. the server refused to load the adapter)."""
+
+
+MakeRequest = Callable[[int], "tuple[str, dict] | tuple[str, dict, Prelude]"]
+"""i -> (path, JSON body) of the i-th request of a cell, or (path, body, Prelude)."""
 
 
 @dataclass
@@ -46,14 +66,25 @@ class Record:
         return per_chunk * sum(t0 <= t <= t1 for t in self.chunk_times)
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink: list[Record]) -> Record:
+async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink: list[Record],
+                      prelude: Prelude | None = None) -> Record:
     """Send one streamed request; the record is appended to `sink` at once, so a request that
     is cancelled midway still counts the tokens it streamed."""
+    if prelude is not None and prelude.setup is not None:
+        try:
+            await asyncio.to_thread(prelude.setup)
+        except Exception as exc:  # noqa: BLE001 - any failure of the setup is this request's error
+            now = time.perf_counter()
+            rec = Record(now, now, None, 0, error=f"prelude setup: {type(exc).__name__}: {exc}", chunk_times=[])
+            sink.append(rec)
+            return rec
     start = time.perf_counter()
     tokens = None
     rec = Record(start, start, None, 0, chunk_times=[], finished=False)
     sink.append(rec)
     try:
+        if prelude is not None and prelude.timed is not None:
+            await prelude.timed(session)
         async with session.post(url, json=body) as resp:
             if resp.status != 200:
                 text = await resp.text()
@@ -78,7 +109,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink
                         rec.chunk_times.append(now)
                         if rec.ttft is None:
                             rec.ttft = now - start
-    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError, PreludeError) as exc:
         rec.end, rec.finished, rec.error = time.perf_counter(), True, f"{type(exc).__name__}: {exc}"
         return rec
     rec.end, rec.finished = time.perf_counter(), True
@@ -102,8 +133,8 @@ async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, w
 
         async def stream() -> None:
             while time.perf_counter() < t_end:
-                path, body = make_request(next(counter))
-                await one_request(session, path, body, records)
+                path, body, *prelude = make_request(next(counter))
+                await one_request(session, path, body, records, *prelude)
 
         tasks = [asyncio.create_task(stream()) for _ in range(concurrency)]
         await asyncio.sleep(max(0.0, t_end - time.perf_counter()))

@@ -1,13 +1,22 @@
-"""Contender 1: this server (`python -m server`), with the bench adapters in its adapter folder."""
+"""Contender 1: this server (`python -m server`), with the bench adapters in its adapter folder.
+
+With the `lora-48` or `cold` workload it serves a writable copy of that folder (in its scratch
+folder, removed afterwards): `lora-48` adds the extra LoRAs, `cold` publishes a new adapter into it
+before each request. Copies, not symlinks: the server refuses files that resolve outside its
+adapters folder (server/adapters/paths.py).
+"""
 
 from __future__ import annotations
 
+import shutil
+from functools import partial
 from pathlib import Path
 
-from loadtests.bench.assets import BASE_NAME
-from loadtests.bench.contender import PYTHON, Contender, accepts_field
+from loadtests.bench.assets import BASE_NAME, lora_names
+from loadtests.bench.contender import PYTHON, Contender, accepts_field, publish_copy
+from loadtests.bench.load import Prelude
 from loadtests.bench.procs import ServerProcess
-from loadtests.bench.workloads import Target
+from loadtests.bench.workloads import MANY_LORAS, Target
 
 KV_CACHE_GIB = 1
 MAX_MODEL_LEN = 1024
@@ -17,28 +26,59 @@ class Ours(Contender):
     name = "ours"
     description = "this server (python -m server), LoRA always enabled"
 
+    served: Path | None = None
+    """The adapters folder the server runs on (set by start())."""
+
+    def command(self, port: int, *extra: str, adapters: Path | None = None) -> list[str]:
+        return [PYTHON, "-m", "server", "--model", str(self.assets.base),
+                "--adapters", str(adapters or self.assets.adapters),
+                "--port", str(port), "--dtype", self.dtype, "--kv-cache-gib", str(KV_CACHE_GIB),
+                "--max-loras", str(self.max_loras), "--max-cpu-loras", str(self.max_cpu_loras),
+                "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
+                "--log-level", "warning",  # no per-request access log, as for stock vLLM below
+                *extra]
+
     def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
         """`extra`: more server flags; `adapters`: serve another folder than the bench's own."""
-        cmd = [PYTHON, "-m", "server", "--model", str(self.assets.base),
-               "--adapters", str(adapters or self.assets.adapters),
-               "--port", str(port), "--dtype", self.dtype, "--kv-cache-gib", str(KV_CACHE_GIB),
-               "--max-loras", "8", "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
-               "--log-level", "warning",  # no per-request access log, as for stock vLLM below
-               *extra]
-        return ServerProcess(self.name, cmd, log, port)
+        if adapters is None and ("lora-48" in self.workloads or "cold" in self.workloads):
+            adapters = self.writable_adapters()
+        self.served = adapters or self.assets.adapters
+        return ServerProcess(self.name, self.command(port, *extra, adapters=adapters), log, port)
+
+    def writable_adapters(self) -> Path:
+        """A copy of the bench's adapters folder (plus the extra LoRAs for `lora-48`) in the scratch
+        folder: the server may serve it, the `cold` workload publish into it."""
+        served = self.workdir() / "adapters"
+        shutil.copytree(self.assets.adapters, served, dirs_exist_ok=True)
+        if "lora-48" in self.workloads:
+            for name in lora_names(MANY_LORAS)[len(self.assets.loras):]:
+                shutil.copytree(self.assets.lora_path(name), served / name, dirs_exist_ok=True)
+        return served
 
     def prepare(self, server: ServerProcess) -> None:
         self.ignore_eos = accepts_field(server.url, self.completion_body(BASE_NAME, 0), "ignore_eos", True)
         if not self.ignore_eos:
             self.notes.append("no `ignore_eos` in this server's API: fixed output length relies on the "
                               "bench model never emitting EOS")
-        # Adapters load on first use: touch each once so loading is not timed in the first cell.
-        for name in [*self.assets.loras, self.assets.soft_prompt]:
+        # Adapters load on first use: touch each once so loading is not timed in the first cell
+        # (with more LoRAs than --max-cpu-loras, only the last ones stay loaded: lora-48 swaps).
+        loras = lora_names(MANY_LORAS) if "lora-48" in self.workloads else self.assets.loras
+        for name in [*loras, self.assets.soft_prompt]:
             accepts_field(server.url, self.completion_body(name, 0), "max_tokens", 1)
         if "json" in self.workloads:
             self.check_json_schema(server.url)
+        if "cold" in self.workloads:
+            self.notes.append("cold workload: before each request a copy of lora-0 is published under a new "
+                              "name into the served folder (staging folder + rename, untimed, as "
+                              "`training publish` does); the TTFT covers the server finding, validating, "
+                              "snapshotting and loading it on that first request")
 
-    def request(self, target: Target, i: int) -> tuple[str, dict]:
+    def request(self, target: Target, i: int) -> tuple[str, dict] | tuple[str, dict, Prelude]:
+        if target.cold:
+            name = self.cold_name()
+            path, body = self.request(Target(name), i)
+            return path, body, Prelude(setup=partial(publish_copy, self.assets.lora_path(target.lora),
+                                                     self.served, name))
         extra = {"ignore_eos": True} if self.ignore_eos else {}
         if target.soft_prompt:
             if target.lora:  # stacked: the soft prompt rides on the LoRA through the extension field

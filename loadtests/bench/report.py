@@ -1,12 +1,17 @@
 """Results -> markdown table (ratios against stock vLLM), target checks, and PNG plots.
 
     .venv/bin/python -m loadtests.bench.report loadtests/results/latest/results.json   # re-render
+    .venv/bin/python -m loadtests.bench.report RUN/results.json --lora-8-from OTHER/results.json
+
+`--lora-8-from`: also set RUN's lora-48 cells against OTHER's lora-8 cells (e.g. lora-48 at
+--max-loras 4 against lora-8 at the default --max-loras 8); stored in RUN's results.json as
+`lora_8_reference` and re-rendered into its results.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 REFERENCE = "stock-vllm"
 NOLORA = "stock-vllm-nolora"
 JSON = "json"  # the structured-outputs workload
+MANY = "lora-48"  # many LoRAs, the engine swapping (--max-loras below 48)
+COLD = "cold"  # a never-seen adapter per request
+WARM = "lora-1"  # cold's reference: one adapter, loaded before the cell
 COLORS = {"ours": "tab:blue", REFERENCE: "tab:orange", NOLORA: "tab:gray", "hf-peft": "tab:green"}
 
 
@@ -144,6 +152,67 @@ def targets(results: dict) -> str:
              for c in ("ours", REFERENCE, "hf-peft")]
         if any(x is not None for x in r):
             lines.append(f"| {conc} | " + " | ".join(f"{_fmt(x, 2)}x" if x is not None else "-" for x in r) + " |")
+
+    if any(workload == MANY for _, workload, _ in cells):
+        lines += ["", many_loras(results, cells)]
+    if any(workload == COLD for _, workload, _ in cells):
+        lines += ["", cold_adapters(results, stat)]
+    return "\n".join(lines)
+
+
+def _loras_flags(results: dict) -> str:
+    max_loras = results.get("max_loras", 8)  # 8: runs from before the flag
+    return f"--max-loras {max_loras} --max-cpu-loras {results.get('max_cpu_loras') or max_loras}"
+
+
+def many_loras(results: dict, cells: dict) -> str:
+    """lora-48 (48 LoRAs round robin) against lora-8 per contender and concurrency: from the same
+    run, and from another run's lora-8 cells where `results["lora_8_reference"]` holds them."""
+    flags = _loras_flags(results)
+    refs = [("same run, same flags", cells)]
+    other = results.get("lora_8_reference")
+    if other:
+        refs.append((f"lora-8 from {other.get('source', 'another run')} ({_loras_flags(other)})",
+                     index(other["cells"])))
+    lines = []
+    for label, ref_cells in refs:
+        lines += [f"**48-LoRA mix vs 8-LoRA mix** (lora-48 with {flags}; lora-8: {label}; measured, no target)\n",
+                  "| conc. | contender | lora-48 tokens/s | lora-8 tokens/s | tokens/s ratio | TTFT p50 ratio "
+                  "| lora-48 errors |",
+                  "|---:|---|---:|---:|---:|---:|---:|"]
+        rows = 0
+        for conc in results["concurrency"]:
+            for c in results["contenders"]:
+                many, eight = cells.get((c, MANY, conc)), ref_cells.get((c, "lora-8", conc))
+                if many is None or eight is None:
+                    continue
+                m, e = many["stats"], eight["stats"]
+                tok, ttft = (_ratio(m.get(key), e.get(key)) for key in ("tokens_per_s", "ttft_p50_ms"))
+                lines.append(f"| {conc} | {c} | {_fmt(m['tokens_per_s'])} | {_fmt(e['tokens_per_s'])} "
+                             f"| {_fmt(tok, 2)}x | {_fmt(ttft, 2)}x | {m['errors']} |".replace("| -x", "| -"))
+                rows += 1
+        if not rows:
+            lines.append("| - | (no lora-8 cell to compare with: run `--workloads lora-8,lora-48`) | | | | | |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def cold_adapters(results: dict, stat) -> str:
+    """cold (each request's adapter never seen before) TTFT against lora-1's (one warm adapter)."""
+    lines = ["**Cold vs warm adapter TTFT, same server** (cold: the first request of a never-seen adapter, a "
+             "copy of lora-0; warm: lora-1, the same adapter loaded before the cell; measured, no target)\n",
+             "| conc. | contender | cold TTFT p50 ms | cold TTFT p99 ms | warm TTFT p50 ms | p50 cold/warm "
+             "| p99 cold / p50 warm | cold requests | cold errors |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for conc in results["concurrency"]:
+        for c in results["contenders"]:
+            p50, p99 = stat(c, COLD, conc, "ttft_p50_ms"), stat(c, COLD, conc, "ttft_p99_ms")
+            if p50 is None and stat(c, COLD, conc, "requests") is None:
+                continue  # no cold cell for this contender (an errors-only cell still shows)
+            warm = stat(c, WARM, conc, "ttft_p50_ms")
+            lines.append(f"| {conc} | {c} | {_fmt(p50)} | {_fmt(p99)} | {_fmt(warm)} | {_fmt(_ratio(p50, warm), 2)}x "
+                         f"| {_fmt(_ratio(p99, warm), 2)}x | {stat(c, COLD, conc, 'requests')} "
+                         f"| {stat(c, COLD, conc, 'errors')} |".replace("| -x", "| -"))
     return "\n".join(lines)
 
 
@@ -232,6 +301,22 @@ def render(results: dict, out: Path) -> str:
     return md
 
 
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench.report", description="re-render a bench run")
+    p.add_argument("results", type=Path, help="a run's results.json")
+    p.add_argument("--lora-8-from", type=Path, default=None,
+                   help="another run's results.json whose lora-8 cells the lora-48 cells are also set against")
+    args = p.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    if args.lora_8_from:
+        other = json.loads(args.lora_8_from.read_text())
+        results["lora_8_reference"] = {
+            "source": str(args.lora_8_from), "max_loras": other.get("max_loras", 8),
+            "max_cpu_loras": other.get("max_cpu_loras") or other.get("max_loras", 8),
+            "cells": [c for c in other["cells"] if c["workload"] == "lora-8"]}
+        args.results.write_text(json.dumps(results, indent=1))
+    print(render(results, args.results.parent))
+
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1])
-    print(render(json.loads(path.read_text()), path.parent))
+    main()

@@ -5,6 +5,12 @@ exactly `MAX_TOKENS` greedy tokens: the bench model never emits EOS (training.ti
 printable_output), and contenders that accept `ignore_eos` get it as well. The exception is the
 `json` workload: its requests carry `response_format` json_schema (`JSON_SCHEMA`), no
 `ignore_eos` (our server refuses it with a constraint), and end when the grammar does.
+
+`lora-48` cycles over 48 LoRAs (lora-0..47, the extra 40 built on first use) to be run with
+`--max-loras` below 48, so that the engine swaps adapters; the report sets it against `lora-8`.
+`cold` sends every request to an adapter the server has never seen: the contender creates
+`cold-<run>-<n>` (a copy of lora-0) just before the request (Contender.cold_request); the report
+sets its TTFT against `lora-1`'s (one warm adapter).
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from loadtests.bench.assets import BenchAssets
+from loadtests.bench.assets import BenchAssets, lora_names
 
 MAX_TOKENS = 64
+MANY_LORAS = 48  # the `lora-48` workload's adapter count
 # The `json` workload's one schema: a JSON string of exactly 61 digits. The output is `"`, 61
 # digits, `"` and EOS: 64 tokens, as every other workload's requests, whatever the servers'
 # numerics, because the bench tokenizer has no multi-digit tokens and no token that joins a
@@ -35,11 +42,14 @@ WORDS = ("planet", "river", "stone", "garden", "window", "silver", "quiet", "mar
 @dataclass(frozen=True)
 class Target:
     """One request's adapters: a LoRA name (None = base model) and whether the soft prompt goes
-    first; and whether the output is constrained to `JSON_SCHEMA` (`response_format`)."""
+    first; and whether the output is constrained to `JSON_SCHEMA` (`response_format`). `cold`: a
+    LoRA the server has never seen, made by the contender for this one request (a copy of
+    `lora`, under a new name)."""
 
     lora: str | None = None
     soft_prompt: bool = False
     json_schema: bool = False
+    cold: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class Workload:
         return self.targets[i % len(self.targets)]
 
 
-WORKLOAD_NAMES = ("base", "lora-1", "lora-8", "soft", "json")
+WORKLOAD_NAMES = ("base", "lora-1", "lora-8", "soft", "json", "lora-48", "cold")
 
 
 def workloads(assets: BenchAssets) -> dict[str, Workload]:
@@ -66,6 +76,10 @@ def workloads(assets: BenchAssets) -> dict[str, Workload]:
                  needs_lora=False),
         Workload("json", "base model, response_format json_schema (JSON_SCHEMA)", (Target(json_schema=True),),
                  needs_lora=False),
+        Workload("lora-48", f"{MANY_LORAS} LoRAs, round robin (with --max-loras < {MANY_LORAS}: the engine swaps)",
+                 tuple(Target(n) for n in lora_names(MANY_LORAS)), needs_lora=True),
+        Workload("cold", f"every request a never-seen adapter (a new copy of {loras[0]})",
+                 (Target(loras[0], cold=True),), needs_lora=True),
     )}
     assert tuple(found) == WORKLOAD_NAMES
     return found

@@ -1,0 +1,70 @@
+"""The report's lora-48 and cold tables from synthetic results (no plots: render() is slower)."""
+
+from __future__ import annotations
+
+import json
+
+from loadtests.bench import report
+from tests.loadtests.bench.test_load_and_report import _cell
+
+
+def _results(cells, workloads, concurrency=(1, 16), **extra):
+    return {"command": "x", "date": "d", "machine": "m", "warmup_s": 1, "duration_s": 2, "max_tokens": 64,
+            "contenders": ["ours", "stock-vllm"], "workloads": workloads, "concurrency": list(concurrency),
+            "descriptions": {}, "notes": [], "cells": cells, **extra}
+
+
+def test_48_vs_8_lora_ratio_per_contender():
+    cells = [_cell("ours", "lora-8", 16, 800, 100), _cell("ours", "lora-48", 16, 600, 150),
+             _cell("stock-vllm", "lora-8", 16, 500, 200), _cell("stock-vllm", "lora-48", 16, 250, 500),
+             _cell("ours", "lora-48", 1, 60, 30)]  # no lora-8 at 1: no row
+    md = report.targets(_results(cells, ["lora-8", "lora-48"], max_loras=4, max_cpu_loras=4))
+    assert "**48-LoRA mix vs 8-LoRA mix** (lora-48 with --max-loras 4 --max-cpu-loras 4; lora-8: same run, same flags" in md
+    assert "| 16 | ours | 600 | 800 | 0.75x | 1.50x | 0 |" in md
+    assert "| 16 | stock-vllm | 250 | 500 | 0.50x | 2.50x | 0 |" in md
+    assert "| 1 | ours |" not in md
+
+
+def test_48_vs_8_without_lora_8_says_so_and_no_section_without_lora_48():
+    md = report.targets(_results([_cell("ours", "lora-48", 16, 600, 150)], ["lora-48"]))
+    assert "no lora-8 cell to compare with" in md
+    assert "48-LoRA" not in report.targets(_results([_cell("ours", "lora-8", 16, 1, 1)], ["lora-8"]))
+
+
+def test_lora_8_from_another_run(tmp_path):
+    run = tmp_path / "run"
+    other = tmp_path / "other"
+    for d in (run, other):
+        d.mkdir()
+    (run / "results.json").write_text(json.dumps(_results(
+        [_cell("ours", "lora-48", 16, 600, 150)], ["lora-48"], max_loras=4, max_cpu_loras=4)))
+    (other / "results.json").write_text(json.dumps(_results(
+        [_cell("ours", "lora-8", 16, 1000, 50), _cell("ours", "base", 16, 1200, 40)], ["base", "lora-8"],
+        max_loras=8, max_cpu_loras=8)))
+    report.main([str(run / "results.json"), "--lora-8-from", str(other / "results.json")])
+    md = (run / "results.md").read_text()
+    assert f"lora-8: lora-8 from {other / 'results.json'} (--max-loras 8 --max-cpu-loras 8)" in md
+    assert "| 16 | ours | 600 | 1,000 | 0.60x | 3.00x | 0 |" in md
+    saved = json.loads((run / "results.json").read_text())["lora_8_reference"]
+    assert [c["workload"] for c in saved["cells"]] == ["lora-8"]
+
+
+def test_cold_vs_warm_ttft_table():
+    cold_ours = _cell("ours", "cold", 1, 40, 90)
+    cold_ours["stats"].update(ttft_p99_ms=300, requests=12)
+    cold_stock = _cell("stock-vllm", "cold", 1, 30, 150)
+    cold_stock["stats"].update(ttft_p99_ms=450, requests=9, errors=1)
+    cells = [_cell("ours", "lora-1", 1, 60, 30), _cell("stock-vllm", "lora-1", 1, 50, 50), cold_ours, cold_stock]
+    results = _results(cells, ["lora-1", "cold"])
+    md = report.table(results) + "\n" + report.targets(results)
+    assert "**Cold vs warm adapter TTFT, same server**" in md
+    assert "| 1 | ours | 90 | 300 | 30 | 3.00x | 10.00x | 12 | 0 |" in md
+    assert "| 1 | stock-vllm | 150 | 450 | 50 | 3.00x | 9.00x | 9 | 1 |" in md
+    assert "Cold vs warm" not in report.targets(_results(cells[:2], ["lora-1"]))
+
+
+def test_cold_without_warm_cell_still_shows_cold_figures():
+    cold = _cell("ours", "cold", 4, 40, 90)
+    cold["stats"].update(requests=3)
+    md = report.targets(_results([cold], ["cold"], concurrency=(4,)))
+    assert "| 4 | ours | 90 | 90 | - | - | - | 3 | 0 |" in md
