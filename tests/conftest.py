@@ -38,6 +38,19 @@ keys:
 """
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: matrices of the tiny models run fastest so (two threads
+    on the suite's two busy cores are several times slower). Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """Base model (float32) plus reference adapters kept outside the served directory."""

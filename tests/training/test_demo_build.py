@@ -11,7 +11,6 @@ import json
 import re
 
 import pytest
-import torch
 
 from training.demo.__main__ import ADAPTERS, RETIRED, DemoAdapter, evaluate_run, remove_retired
 from training.demo.classifiers import CLASSIFIERS, FEATURES, train_classifiers
@@ -24,13 +23,7 @@ from training.embeddings.data import write_paraphrase_data
 FAST = {"max_steps": 2, "batch_size": 8, "threads": 1, "logging_steps": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Matrices this small run fastest on one thread (the suite's machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

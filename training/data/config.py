@@ -6,6 +6,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+def check_fractions(data) -> None:
+    """The held-out fractions of any data section (instruction, labelled, pair data) are valid."""
+    for name in ("validation_fraction", "test_fraction"):
+        if not 0 <= getattr(data, name) < 1:
+            raise ValueError(f"data.{name} must be in [0, 1)")
+    if data.validation_fraction + data.test_fraction >= 1:
+        raise ValueError("data.validation_fraction + data.test_fraction must be below 1")
+
+
 @dataclass
 class DataConfig:
     """Training data: files, format, prompt template, splits and what to do with bad rows."""
@@ -47,11 +56,7 @@ class DataConfig:
     compute on padding; each example keeps its own positions and attention). Implied by packing."""
 
     def validate(self) -> None:
-        for name in ("validation_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be in [0, 1)")
-        if self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError("data.validation_fraction + data.test_fraction must be below 1")
+        check_fractions(self)
         if self.max_length < 8:
             raise ValueError("data.max_length must be at least 8 tokens")
         from training.templates import resolve_template

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from training.data.config import check_fractions
 from training.data.dataset import DataError, file_sha256, skip_or_raise, split
 from training.data.records import BadRow, read_json_rows
 from training.tiny.corpus import WORDS
@@ -51,11 +52,7 @@ class PairDataConfig:
     """Use only the first N valid rows of the training file (quick experiments)."""
 
     def validate(self) -> None:
-        for name in ("validation_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be in [0, 1)")
-        if self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError("data.validation_fraction + data.test_fraction must be below 1")
+        check_fractions(self)
         if self.max_length < 2:
             raise ValueError("data.max_length must be at least 2 tokens")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from training.config import load_recipe
 from training.embeddings.contrastive import SECTIONS, train_contrastive
@@ -28,12 +27,8 @@ def contrastive_recipe(base: Path, data: dict[str, Path], out: Path, /, **sectio
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Matrices this small run fastest on one thread (2 threads on 2 busy cores: several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def on_one_thread(one_thread):
+    """Every module of this folder runs torch on one thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

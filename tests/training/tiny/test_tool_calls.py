@@ -28,13 +28,7 @@ from training.tiny.tool_calls import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Matrices this small run fastest on one thread (2 threads on 2 busy cores: ~5x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
