@@ -11,6 +11,10 @@ tokens of context), every round starts the server twice on a fresh, empty cache 
   empty folder through VLLM_CACHE_ROOT, TORCHINDUCTOR_CACHE_DIR, ADAPTER_SERVE_KERNEL_CACHE);
 - warm: the same folder, as the first start left it (a restart, a second replica on the node).
 
+`ours-eager` is ours without compilation (`--engine-arg enforce_eager=true`): stock vLLM does not
+compile a LoRA-enabled model on CPU, ours does (the base model's throughput), at the price of
+the compilation on a cold start.
+
 Measured: seconds from the process's start to `/health` 200 ("ready"), then the latency of a
 first request (8 greedy tokens of the base model); for our server also its own phase breakdown
 (`server_startup_seconds`, see server/startup/). Medians over the rounds go to report.md and
@@ -53,6 +57,9 @@ class Model:
 
 
 def server_command(server: str, model: Model, port: int) -> list[str]:
+    if server == "ours-eager":
+        # What stock vLLM does with LoRA on CPU: no compilation (ours compiles, for throughput).
+        return [*server_command("ours", model, port), "--engine-arg", "enforce_eager=true"]
     if server == "ours":
         return [PYTHON, "-m", "server", "--model", str(model.path), "--adapters", str(model.adapters),
                 "--served-model-name", SERVED_NAME, "--port", str(port), "--dtype", model.dtype,
@@ -93,7 +100,7 @@ def start_once(server: str, model: Model, caches: Path, log: Path) -> dict:
     try:
         ready = proc.wait_ready()
         return {"ready_s": round(ready, 2), "first_request_s": round(first_request(proc.url), 3),
-                "phases": startup_phases(proc.url) if server == "ours" else {}}
+                "phases": startup_phases(proc.url) if server.startswith("ours") else {}}
     finally:
         proc.stop()
 
@@ -149,7 +156,8 @@ def models(names: list[str]) -> list[Model]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.startup", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="demo,bench", help="comma-separated: demo, bench")
-    p.add_argument("--servers", default="ours,stock-vllm", help="comma-separated: ours, stock-vllm")
+    p.add_argument("--servers", default="ours,ours-eager,stock-vllm",
+                   help="comma-separated: ours, ours-eager (no compilation, as stock vLLM with LoRA on CPU), stock-vllm")
     p.add_argument("--rounds", type=int, default=3, help="cold + warm pairs per model and server")
     p.add_argument("--out", type=Path, default=Path("loadtests/results/startup"))
     args = p.parse_args(argv)

@@ -112,3 +112,18 @@ def test_compose_replicas(routes):
     assert command[:4] == ["python", "-m", "training", "publish"]
     recipe = parse_command_line("publish", {"args": PublishConfig}, [*command[4:], "--run", "r"])
     assert recipe.args.adapters_dir == config.adapters
+
+
+def test_the_compile_cache_outlives_a_container():
+    # A restarted container (exit 3) finds vLLM's compiled model where VLLM_CACHE_ROOT says.
+    spec = one("Deployment")["spec"]["template"]["spec"]
+    [container] = [c for c in spec["containers"] if c["image"].startswith(IMAGE)]
+    root = {e["name"]: e.get("value") for e in container["env"]}["VLLM_CACHE_ROOT"]
+    [mount] = [m for m in container["volumeMounts"] if root.startswith(m["mountPath"] + "/")]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume  # a pod's volume: kept across its containers' restarts
+    [compose] = COMPOSE
+    server = compose["services"]["server"]
+    root = server["environment"]["VLLM_CACHE_ROOT"]
+    assert any(v.split(":")[0] in compose["volumes"] and root.startswith(v.split(":")[1] + "/")
+               for v in server["volumes"])

@@ -40,3 +40,9 @@ def test_medians_and_report():
     assert "| demo | stock-vllm | 31.0 | 31.0 | 500 / 500 |" in text
     assert "| profile | 20.00 | 20.00 |" in text
     assert "Phases of demo/stock-vllm" not in text
+
+
+def test_ours_eager_is_ours_without_compilation(tmp_path):
+    model = startup.Model("demo", tmp_path / "base", tmp_path / "adapters", "float32")
+    ours, eager = (startup.server_command(s, model, 8123) for s in ("ours", "ours-eager"))
+    assert eager == [*ours, "--engine-arg", "enforce_eager=true"]
