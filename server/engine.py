@@ -14,7 +14,7 @@ from server import engine_metrics, engine_passthrough, lifeline, soft_prompt_cac
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
-from server.startup import trace
+from server.startup import model_info, trace
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
@@ -88,6 +88,7 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
     args = engine_args(config)
+    model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
     return AsyncLLM.from_vllm_config(vllm_config,

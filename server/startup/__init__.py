@@ -5,4 +5,5 @@
 - `engine_phases`: what `server.vllm_plugin` times inside the engine's processes.
 - `breakdown`: the phases on the start-up's critical path, logged and exported as metrics.
 - `compile_cache`: vLLM's compile cache, loadable on CPU.
+- `model_info`: vLLM's model-class inspection without a fresh interpreter, on CPU.
 """
