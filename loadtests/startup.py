@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.bench.assets import ensure_assets
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup
+from server.startup.breakdown import PATH
 
 PYTHON = sys.executable
 SERVED_NAME = "base"
@@ -109,9 +110,15 @@ def median_of(runs: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 2)
 
 
+def phase_order(phase: str) -> int:
+    """The breakdown's order: the critical path, then weights (inside workers), other, total."""
+    order = [label for label, _, _ in PATH] + ["weights", "other", "total"]
+    return order.index(phase) if phase in order else len(order)
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Medians of one (model, server, kind)'s rounds, phases included."""
-    phases = sorted({p for r in runs for p in r["phases"]})
+    """Medians of one (model, server, kind)'s rounds, phases included (in the breakdown's order)."""
+    phases = sorted({p for r in runs for p in r["phases"]}, key=phase_order)
     return {"ready_s": median_of(runs, "ready_s"), "first_request_s": median_of(runs, "first_request_s"),
             "phases": {p: round(statistics.median(r["phases"].get(p, 0.0) for r in runs), 2) for p in phases},
             "rounds": len(runs)}
