@@ -56,6 +56,7 @@ async def _start(state: ServerState) -> None:
         pooling_task = await pooling.served_task(engine) if config.runner == "pooling" else None
     except Exception as exc:
         log.exception("engine start-up failed; stopping the server")
+        trace.end()  # removes the trace file
         state.startup_error = f"{type(exc).__name__}: {exc}"
         # An orchestrator restarts a dead process; a live one answering 503 forever helps nobody.
         os.kill(os.getpid(), signal.SIGTERM)
