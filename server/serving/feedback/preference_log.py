@@ -3,11 +3,15 @@
 Appends never interleave or tear a line another writer sees: a judgement's lines go out in one
 `write` on a descriptor opened O_APPEND (the kernel puts each such write at the end whole, also
 against other processes appending to the same local file), under a lock for this process's
-threads, then fsync, so a judgement the page reported as recorded survives a crash.
+threads and an advisory file lock (flock) for other processes, then fsync, so a judgement the
+page reported as recorded survives a crash. The file lock keeps the torn-line check honest: a
+reader may see another process's large write half done, and would take its missing newline for
+a torn line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -27,6 +31,7 @@ class PreferenceLog:
             created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     # A line torn by a crash or a hand edit: ours starts on a line of its own

@@ -67,7 +67,7 @@ def test_threads_never_interleave(tmp_path):
 
 
 def _append_from_process(path: str, writer: str) -> None:
-    log = PreferenceLog(Path(path))  # a lock of its own: only O_APPEND keeps the processes apart
+    log = PreferenceLog(Path(path))  # a thread lock of its own: O_APPEND and flock keep processes apart
     for n in range(20):
         log.append(block(writer, n))
 
