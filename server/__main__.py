@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         engine_passthrough.parse(config.engine_arg)  # refused before the port opens
     except engine_passthrough.EngineArgError as exc:
         sys.exit(str(exc))
+    from server.engine import refusal
+
+    if reason := refusal(config):
+        sys.exit(reason)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -79,7 +79,8 @@ class ServerConfig:
 
     distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = None
     """How the engine runs its workers: `mp` processes on this machine, `ray` a Ray cluster
-    (several nodes), `uni` one worker inside the engine process, `external_launcher` torchrun.
+    (several nodes; GPUs only: vLLM's CPU platform cannot run on Ray), `uni` one worker inside
+    the engine process, `external_launcher` torchrun.
     Default: `mp` for several workers, `uni` for one (also on CPU, where vLLM would use `mp`:
     one process fewer to start and to share the cores with)."""
 

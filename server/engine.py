@@ -79,6 +79,17 @@ def engine_config(config: ServerConfig) -> VllmConfig:
     return vllm_config
 
 
+def refusal(config: ServerConfig) -> str | None:
+    """Why the engine cannot start with `config` on this machine, found before the port opens
+    (vLLM would fail in its engine process, after its imports), or None."""
+    if config.distributed_executor_backend == "ray" and current_platform.is_cpu():
+        # vLLM places Ray workers by accelerator; its CPU platform names none and refuses
+        # ("current platform cpu does not support ray").
+        return ("--distributed-executor-backend ray: vLLM runs on Ray only with GPUs (or other "
+                "accelerators); on CPU use mp or uni, and several servers for several machines")
+    return None
+
+
 def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.

@@ -14,7 +14,9 @@ It acts only when the parent is this server (the environment flag below is set b
 3. JSON grammars: bounded whitespace (--json-max-whitespace) and length-bounded strings without
    raw control characters (`server.grammars.json_schema`).
 4. Engine processes kill themselves once the server process is gone (`server.lifeline`).
-5. Start-up: phases timed into the server's start-up trace (`server.startup.engine_phases`), and
+5. Int8-quantized bases on CPU: LoRA on them (vLLM's path cannot start it), and a warning
+   where the CPU's int8 arithmetic is inexact (`server.quantized_bases`).
+6. Start-up: phases timed into the server's start-up trace (`server.startup.engine_phases`), and
    the compile cache loadable on CPU (`server.startup.compile_cache`).
 """
 
@@ -46,6 +48,13 @@ def register() -> None:
     from server.grammars import json_schema
 
     json_schema.install()
+
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        from server import quantized_bases
+
+        quantized_bases.install()
 
     from server.startup import compile_cache, engine_phases
 

@@ -23,13 +23,37 @@ def chat_ids(base: Path, messages: list[dict]) -> list[int]:
 
 
 def _model(base: Path, *adapters: Path):
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **_quantized(base))
     for i, adapter in enumerate(adapters):
         if i == 0:
             model = PeftModel.from_pretrained(model, adapter, adapter_name=f"a{i}")
         else:
             model.load_adapter(adapter, adapter_name=f"a{i}")
     return model.eval()
+
+
+def _quantized(base: Path) -> dict:
+    """A quantized (compressed-tensors) base loads with its weights decompressed to float32, so
+    PEFT can wrap its layers; compressed-tensors' forward still quantizes activations as the
+    scheme says (W8A8: int8 per token), i.e. the quantized model's arithmetic in float32."""
+    from transformers import AutoConfig, CompressedTensorsConfig
+
+    config = AutoConfig.from_pretrained(base)
+    if getattr(config, "quantization_config", None) is None:
+        return {}
+    return {"quantization_config": CompressedTensorsConfig(dequantize=True)}
+
+
+@torch.no_grad()
+def chosen_logprobs(base: Path, prompt_ids: list[int], continuation: list[int],
+                    *adapters: Path) -> list[tuple[float, float]]:
+    """For each token of `continuation` after `prompt_ids` (teacher-forced): its log-probability
+    and that of the most likely token at that step."""
+    model = _model(base, *adapters)
+    ids = torch.tensor([prompt_ids + continuation])
+    rows = torch.log_softmax(model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float(), -1)
+    best = rows.max(dim=-1).values
+    return [(rows[i, t].item(), best[i].item()) for i, t in enumerate(continuation)]
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@
                                      [--shots 0,1,3 --shots-from train.jsonl] [--server URL]
     python -m training elo           --base B --adapters A1 A2 --data held_out.jsonl --judge metric|reward|server
     python -m training publish       --run runs/NAME [--name NAME] [--adapters-dir adapters]
+    python -m training quantize      --model B --out B-w8a8 [--scheme W8A8|W4A16]  # a quantized base; same adapters
     python -m training reward        --config training/recipes/rlhf/reward-demo.yaml   (RLHF: training/rlhf/)
     python -m training ppo|dpo|grpo  --config training/recipes/rlhf/ppo-demo.yaml [--publish]
     python -m training rlhf-demo     [--out .demo/rlhf]   # preference data -> reward -> PPO/DPO/GRPO -> table
@@ -92,6 +93,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
             _single("elo", "training.evaluation.elo", ("EloConfig", "run_elo"))),
     "publish": ("publish a run's adapter into adapters/", _single("publish", "training.publish",
                                                                  ("PublishConfig", "run_publish"))),
+    "quantize": ("a quantized copy of a base model that serves the same adapters (compressed-tensors)",
+                 _single("quantize", "training.quantize", ("QuantizeConfig", "run_quantize"))),
     "reward": ("RLHF reward model from preference pairs", _rlhf("reward")),
     "ppo": ("RLHF PPO policy (LoRA) against a reward model", _rlhf("ppo")),
     "dpo": ("RLHF DPO policy (LoRA) from preference pairs", _rlhf("dpo")),

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from server.adapters.manifest import base_model_identity
+from server.adapters.manifest import base_model_identity, quantized_from_identity
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,15 @@ class BaseModelInfo:
     linear_shapes: dict[str, tuple[int, int]]
     """Module path (e.g. `model.layers.0.self_attn.q_proj`) -> (in_features, out_features)."""
     identity: str
-    """Content checksum (see `manifest.base_model_identity`); adapters' manifests must match."""
+    """Content checksum (see `manifest.base_model_identity`); adapters' manifests must match it,
+    or `quantized_from`."""
+    quantized_from: str | None = None
+    """For a model made by `training quantize`: the identity of the model it was quantized from."""
+
+    @property
+    def accepted_identities(self) -> tuple[str, ...]:
+        """Base identities an adapter's manifest may name to be served on this model."""
+        return (self.identity,) if self.quantized_from is None else (self.identity, self.quantized_from)
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> "BaseModelInfo":
@@ -44,4 +52,5 @@ class BaseModelInfo:
             max_position_embeddings=getattr(text_config, "max_position_embeddings", None),
             linear_shapes=shapes,
             identity=base_model_identity(path),
+            quantized_from=quantized_from_identity(path),
         )

@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 FORMAT = 1
+QUANTIZATION_LINEAGE_FILE = "quantization.json"
+"""Beside a quantized model's config.json: its scheme and the identity of the model it came from."""
 RUNNERS = ("generate", "pooling")
 _CHUNK = 8 << 20
 
@@ -55,18 +58,31 @@ def base_model_identity(model_dir: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def mismatch(manifest: dict, identity: str, runner: str = "generate",
+def quantized_from_identity(model_dir: str | Path) -> str | None:
+    """Identity of the model `model_dir` was quantized from (its `quantization.json`, written by
+    `python -m training quantize`), or None. Adapters trained on that model serve on this one."""
+    path = Path(model_dir, QUANTIZATION_LINEAGE_FILE)
+    try:
+        identity = json.loads(path.read_text())["quantized_from"]["identity"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return identity if isinstance(identity, str) else None
+
+
+def mismatch(manifest: dict, identity: str | Sequence[str], runner: str = "generate",
              task: str | None = None) -> str | None:
-    """Why an adapter with this manifest cannot run on the base model `identity` with the engine
+    """Why an adapter with this manifest cannot run on the base model `identity` (or any of the
+    identities it is known by: itself, and the model it was quantized from) with the engine
     runner `runner` (and pooling task `task`), or None."""
     if manifest.get("format") != FORMAT:
         return f"manifest.json format {manifest.get('format')!r} is not {FORMAT}"
     expected = (manifest.get("base_model") or {}).get("identity")
     if not isinstance(expected, str):
         return "manifest.json lacks base_model.identity"
-    if expected != identity:
+    identities = (identity,) if isinstance(identity, str) else tuple(identity)
+    if expected not in identities:
         return (f"it was trained on a different base model (manifest: {expected[:19]}..., "
-                f"served: {identity[:19]}...)")
+                f"served: {identities[0][:19]}...)")
     stated = manifest.get("runner")
     wanted = stated or "generate"
     if wanted not in RUNNERS:

@@ -223,7 +223,7 @@ class AdapterRegistry:
             if manifest_file.is_file() and manifest_file.resolve().is_relative_to(self.root):
                 shutil.copyfile(manifest_file, snapshot / paths.MANIFEST_FILE)
                 manifest = _read_json(snapshot / paths.MANIFEST_FILE, "manifest.json", invalid)
-                reason = manifest_mismatch(manifest, self.base.identity, self.runner,
+                reason = manifest_mismatch(manifest, self.base.accepted_identities, self.runner,
                                            self.pooling_task)
                 if reason:
                     raise invalid(reason)

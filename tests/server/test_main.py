@@ -1,5 +1,5 @@
-"""The command line: `adapter-serve` is `python -m server`; a bad --engine-arg stops it before
-anything starts."""
+"""The command line: `adapter-serve` is `python -m server`; a bad --engine-arg, or an executor
+this machine cannot run, stops it before anything starts."""
 
 from __future__ import annotations
 
@@ -31,3 +31,10 @@ def test_bad_engine_arg_exits_with_the_reason(engine_arg, message):
     with pytest.raises(SystemExit) as exc:
         main(["--model", "m", "--engine-arg", engine_arg])
     assert message in str(exc.value.code)
+
+
+def test_ray_on_cpu_exits_with_the_reason():
+    # vLLM's CPU platform cannot place Ray workers; refused before the engine is started.
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", "m", "--distributed-executor-backend", "ray"])
+    assert "Ray only with GPUs" in str(exc.value.code)
