@@ -44,7 +44,7 @@ from loadtests.bench import report
 from loadtests.bench.assets import ensure_assets, ensure_many_loras
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
-from loadtests.bench.load import run_cell, summarize
+from loadtests.bench.load import QueueSample, run_cell, summarize
 from loadtests.bench.ours import Ours, OursMultiprocess
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
@@ -129,10 +129,11 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
     target = all_workloads[workload].target
     # Prompt numbering unique per cell: no cell reuses another's prompts (prefix cache).
     base = 1_000_000 * len(results["cells"])
+    queue: list[QueueSample] = []
     records, t_window, t_end = asyncio.run(run_cell(
         server.url, lambda i: contender.request(target(i), base + i),
-        concurrency=conc, warmup=args.warmup, duration=args.duration))
-    stats = summarize(records, t_window, t_end, MAX_TOKENS)
+        concurrency=conc, warmup=args.warmup, duration=args.duration, queue=queue))
+    stats = summarize(records, t_window, t_end, MAX_TOKENS, queue)
     results["cells"].append({"contender": contender.name, "workload": workload, "concurrency": conc,
                              "round": round_ + 1, "peak_rss_bytes": server.window_peak_rss,
                              "stats": stats.to_dict()})
@@ -140,6 +141,8 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
     print(f"{contender.name:18s} {workload:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
           f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
           f"errors {stats.errors}  short {stats.short_outputs}  tokens/req {stats.output_tokens_mean or 0:.1f}"
+          + (f"  running {stats.running_mean:.1f} waiting {stats.waiting_mean:.1f}"
+             if stats.running_mean is not None else "")
           + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
     if server.proc.poll() is not None:
         raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")

@@ -7,8 +7,15 @@ takes warm-up + duration seconds whatever the server's speed. Throughput counts 
 a request takes longer than the window; latency percentiles cover requests that finished inside
 the window, TTFT percentiles those whose first token arrived inside it.
 
-    records = asyncio.run(run_cell(url, make_request, concurrency=16, warmup=5, duration=20))
-    stats = summarize(records, window=20)
+    queue: list[QueueSample] = []
+    records, t_window, t_end = asyncio.run(run_cell(url, make_request, concurrency=16, warmup=5,
+                                                    duration=20, queue=queue))
+    stats = summarize(records, t_window, t_end, max_tokens=64, queue=queue)
+
+While the window is open the engine's own gauges are read from `/metrics` once a second
+(`vllm:num_requests_running` / `_waiting`, which ours and stock vLLM both export): the batch the
+engine actually ran, which says why a workload is slower (e.g. adapters that cannot share a
+batch wait) where tokens/s alone cannot.
 
 A request may come with a `Prelude` (the `cold` workload): a step that makes its adapter exist,
 untimed when a publisher would do it (a copy into the adapters folder) or timed, as part of the
@@ -41,6 +48,47 @@ class Prelude:
 
 class PreludeError(RuntimeError):
     """A Prelude's step failed (e.g. the server refused to load the adapter)."""
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    """The engine's request gauges at one moment of the measured window."""
+
+    running: float
+    waiting: float
+
+
+QUEUE_GAUGES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting"}
+QUEUE_INTERVAL_S = 1.0
+
+
+def parse_queue(exposition: str) -> QueueSample | None:
+    """Running and waiting requests from a Prometheus exposition (summed over engines), or None
+    when it has neither gauge (a server without vLLM's metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        key = QUEUE_GAUGES.get(family.name)
+        if key is not None:
+            found[key] = found.get(key, 0.0) + sum(sample.value for sample in family.samples)
+    return QueueSample(**found) if len(found) == len(QUEUE_GAUGES) else None
+
+
+async def sample_queue(session: aiohttp.ClientSession, t_window: float, t_end: float,
+                       sink: list[QueueSample]) -> None:
+    """Append a QueueSample to `sink` once a second from t_window until t_end."""
+    await asyncio.sleep(max(0.0, t_window - time.perf_counter()))
+    while time.perf_counter() < t_end:
+        try:
+            async with session.get("/metrics") as resp:
+                sample = parse_queue(await resp.text()) if resp.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            sample = None
+        if sample is None:
+            return  # no gauges here: nothing to sample
+        sink.append(sample)
+        await asyncio.sleep(QUEUE_INTERVAL_S)
 
 
 MakeRequest = Callable[[int], "tuple[str, dict] | tuple[str, dict, Prelude]"]
@@ -118,8 +166,10 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink
 
 
 async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, warmup: float,
-                   duration: float) -> tuple[list[Record], float, float]:
-    """Run one cell; returns (all records, window start, window end) on the perf_counter clock."""
+                   duration: float, queue: list[QueueSample] | None = None
+                   ) -> tuple[list[Record], float, float]:
+    """Run one cell; returns (all records, window start, window end) on the perf_counter clock.
+    With `queue`, the engine's request gauges during the window are appended to it."""
     records: list[Record] = []
     counter = itertools.count()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
@@ -137,6 +187,8 @@ async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, w
                 await one_request(session, path, body, records, *prelude)
 
         tasks = [asyncio.create_task(stream()) for _ in range(concurrency)]
+        if queue is not None:
+            tasks.append(asyncio.create_task(sample_queue(session, t_window, t_end, queue)))
         await asyncio.sleep(max(0.0, t_end - time.perf_counter()))
         for task in tasks:
             task.cancel()  # abandons in-flight requests: the server sees a disconnect
@@ -166,12 +218,15 @@ class CellStats:
     short_outputs: int  # measured requests with fewer tokens than asked (EOS or stop)
     first_error: str | None = None
     output_tokens_mean: float | None = None  # completion tokens per measured request
+    running_mean: float | None = None  # requests the engine ran at once (its gauge, window mean)
+    waiting_mean: float | None = None  # requests it kept waiting
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def summarize(records: list[Record], t_window: float, t_end: float, max_tokens: int) -> CellStats:
+def summarize(records: list[Record], t_window: float, t_end: float, max_tokens: int,
+              queue: list[QueueSample] | None = None) -> CellStats:
     done = [r for r in records if r.finished and t_window <= r.end <= t_end]
     ok = [r for r in done if r.error is None]
     errors = [r for r in done if r.error is not None]
@@ -188,4 +243,6 @@ def summarize(records: list[Record], t_window: float, t_end: float, max_tokens: 
         short_outputs=sum(r.tokens < max_tokens for r in ok),
         first_error=errors[0].error if errors else None,
         output_tokens_mean=statistics.fmean(r.tokens for r in ok) if ok else None,
+        running_mean=statistics.fmean(q.running for q in queue) if queue else None,
+        waiting_mean=statistics.fmean(q.waiting for q in queue) if queue else None,
     )

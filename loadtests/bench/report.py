@@ -178,8 +178,8 @@ def many_loras(results: dict, cells: dict) -> str:
     for label, ref_cells in refs:
         lines += [f"**48-LoRA mix vs 8-LoRA mix** (lora-48 with {flags}; lora-8: {label}; measured, no target)\n",
                   "| conc. | contender | lora-48 tokens/s | lora-8 tokens/s | tokens/s ratio | TTFT p50 ratio "
-                  "| lora-48 errors |",
-                  "|---:|---|---:|---:|---:|---:|---:|"]
+                  "| running (48 / 8) | lora-48 errors |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
         rows = 0
         for conc in results["concurrency"]:
             for c in results["contenders"]:
@@ -188,11 +188,13 @@ def many_loras(results: dict, cells: dict) -> str:
                     continue
                 m, e = many["stats"], eight["stats"]
                 tok, ttft = (_ratio(m.get(key), e.get(key)) for key in ("tokens_per_s", "ttft_p50_ms"))
+                running = f"{_fmt(m.get('running_mean'), 1)} / {_fmt(e.get('running_mean'), 1)}"
                 lines.append(f"| {conc} | {c} | {_fmt(m['tokens_per_s'])} | {_fmt(e['tokens_per_s'])} "
-                             f"| {_fmt(tok, 2)}x | {_fmt(ttft, 2)}x | {m['errors']} |".replace("| -x", "| -"))
+                             f"| {_fmt(tok, 2)}x | {_fmt(ttft, 2)}x | {running} | {m['errors']} |"
+                             .replace("| -x", "| -"))
                 rows += 1
         if not rows:
-            lines.append("| - | (no lora-8 cell to compare with: run `--workloads lora-8,lora-48`) | | | | | |")
+            lines.append("| - | (no lora-8 cell to compare with: run `--workloads lora-8,lora-48`) | | | | | | |")
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -1,17 +1,22 @@
-"""The load generator's preludes, against a tiny in-process SSE server (well under a second)."""
+"""The load generator's preludes and its sampling of the engine's queue, against a tiny in-process
+SSE server (about a second)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from loadtests.bench.load import Prelude, PreludeError, one_request
+from loadtests.bench.load import Prelude, PreludeError, one_request, parse_queue, run_cell, summarize
 
 
-async def _with_server(scenario):
+@contextlib.asynccontextmanager
+async def _server(metrics: str | None = None):
+    """An SSE completions server (two one-token chunks), with `metrics` at /metrics if given."""
     async def completions(request):
         resp = web.StreamResponse()
         await resp.prepare(request)
@@ -22,16 +27,51 @@ async def _with_server(scenario):
 
     app = web.Application()
     app.router.add_post("/v1/completions", completions)
+    if metrics is not None:
+        app.router.add_get("/metrics", lambda _request: web.Response(text=metrics))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
-            return await scenario(session)
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+async def _with_server(scenario):
+    async with _server() as url, aiohttp.ClientSession(url) as session:
+        return await scenario(session)
+
+
+def _exposition(running: dict[str, float], waiting: float) -> str:
+    """What vLLM's /metrics says: one series per engine."""
+    registry = CollectorRegistry()
+    run = Gauge("vllm:num_requests_running", "running", ["engine"], registry=registry)
+    for engine, value in running.items():
+        run.labels(engine=engine).set(value)
+    Gauge("vllm:num_requests_waiting", "waiting", registry=registry).set(waiting)
+    return generate_latest(registry).decode()
+
+
+def test_queue_gauges_are_summed_over_engines():
+    sample = parse_queue(_exposition({"0": 3, "1": 2}, waiting=7))
+    assert (sample.running, sample.waiting) == (5, 7)
+    assert parse_queue("# no vLLM gauges here\nother_metric 1\n") is None
+
+
+def test_a_cell_samples_the_engines_queue_during_its_window():
+    async def cell(metrics):
+        async with _server(metrics) as url:
+            queue = []
+            records, t0, t1 = await run_cell(url, lambda i: ("/v1/completions", {}), concurrency=2,
+                                             warmup=0.2, duration=1.5, queue=queue)
+            return summarize(records, t0, t1, max_tokens=2, queue=queue)
+
+    stats = asyncio.run(cell(_exposition({"0": 4}, waiting=12)))
+    assert (stats.running_mean, stats.waiting_mean) == (4, 12)
+    stats = asyncio.run(cell(None))  # a server without the gauges (HF+PEFT's)
+    assert stats.running_mean is None and stats.requests > 0
 
 
 def test_timed_prelude_counts_in_ttft_and_setup_does_not():
