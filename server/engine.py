@@ -90,6 +90,26 @@ def refusal(config: ServerConfig) -> str | None:
     return None
 
 
+def _bind_cpu_workers(vllm_config: VllmConfig) -> None:
+    """Several CPU workers per engine (tensor or pipeline parallel) on fewer NUMA nodes than
+    workers: share the cores out among them. vLLM's default binding (`auto`) gives each worker a
+    NUMA node of its own and refuses to start otherwise ("Not enough allowed NUMA nodes"), so on
+    a one-node machine --tensor-parallel-size 2 failed after the engine's imports.
+    `VLLM_CPU_SIM_MULTI_NUMA` is vLLM's own switch for this split. A binding the user chose
+    (`VLLM_CPU_OMP_THREADS_BIND`, or the switch itself) is left alone."""
+    if not current_platform.is_cpu():
+        return
+    parallel = vllm_config.parallel_config
+    workers = parallel.tensor_parallel_size * parallel.pipeline_parallel_size
+    if workers == 1 or os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto" \
+            or "VLLM_CPU_SIM_MULTI_NUMA" in os.environ:
+        return
+    from vllm.utils.cpu_resource_utils import get_visible_memory_node
+
+    if len(get_visible_memory_node()) < workers:
+        os.environ["VLLM_CPU_SIM_MULTI_NUMA"] = "1"
+
+
 def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
@@ -102,6 +122,7 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
+    _bind_cpu_workers(vllm_config)
     return AsyncLLM.from_vllm_config(vllm_config,
                                      usage_context=UsageContext.OPENAI_API_SERVER,
                                      stat_loggers=[engine_metrics.PrometheusStatLogger],
