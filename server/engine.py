@@ -10,7 +10,8 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import engine_metrics, engine_passthrough, lifeline, soft_prompt_cache, vllm_plugin
+from server import (engine_metrics, engine_passthrough, lifeline, quantized_bases, soft_prompt_cache,
+                    vllm_plugin)
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
@@ -97,8 +98,6 @@ def _bind_cpu_workers(vllm_config: VllmConfig) -> None:
     a one-node machine --tensor-parallel-size 2 failed after the engine's imports.
     `VLLM_CPU_SIM_MULTI_NUMA` is vLLM's own switch for this split. A binding the user chose
     (`VLLM_CPU_OMP_THREADS_BIND`, or the switch itself) is left alone."""
-    if not current_platform.is_cpu():
-        return
     parallel = vllm_config.parallel_config
     workers = parallel.tensor_parallel_size * parallel.pipeline_parallel_size
     if workers == 1 or os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto" \
@@ -122,7 +121,10 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
-    _bind_cpu_workers(vllm_config)
+    if current_platform.is_cpu():
+        _bind_cpu_workers(vllm_config)
+        quantized_bases.warn_if_inexact(getattr(vllm_config.model_config.hf_config,
+                                                "quantization_config", None))
     return AsyncLLM.from_vllm_config(vllm_config,
                                      usage_context=UsageContext.OPENAI_API_SERVER,
                                      stat_loggers=[engine_metrics.PrometheusStatLogger],

@@ -14,8 +14,8 @@ It acts only when the parent is this server (the environment flag below is set b
 3. JSON grammars: bounded whitespace (--json-max-whitespace) and length-bounded strings without
    raw control characters (`server.grammars.json_schema`).
 4. Engine processes kill themselves once the server process is gone (`server.lifeline`).
-5. Int8-quantized bases on CPU: LoRA on them (vLLM's path cannot start it), and a warning
-   where the CPU's int8 arithmetic is inexact (`server.quantized_bases`).
+5. Int8-quantized bases on CPU: LoRA on them, which vLLM's path cannot start
+   (`server.quantized_bases`).
 6. Start-up: phases timed into the server's start-up trace (`server.startup.engine_phases`), and
    the compile cache loadable on CPU (`server.startup.compile_cache`).
 """
