@@ -12,7 +12,8 @@ need. Better 4-bit accuracy (GPTQ, AWQ) needs LLM Compressor itself; its checkpo
 
 Schemes, and where vLLM 0.32 runs them:
 - `W8A8`: int8 weights (per channel), int8 activations quantized per token at run time. Every
-  x86 CPU (oneDNN; AVX2 is enough), CUDA GPUs.
+  x86 CPU (oneDNN), CUDA GPUs. Without VNNI (AVX2-only CPUs) oneDNN's int8 sums saturate and the
+  error grows well beyond the quantization's own (the server warns; README: Scaling out).
 - `W4A16`: 4-bit weights in groups of `--group-size` columns, activations in the model's dtype.
   CPUs with AVX-512 (vLLM's CPU build has no AVX2 kernel for it) or AMX, CUDA GPUs.
 
