@@ -77,5 +77,5 @@ def test_help_comes_from_field_docstrings(capsys):
 def test_every_command_is_in_the_table():
     from training.rlhf.commands import COMMANDS as RLHF
 
-    others = {"eval", "elo", "publish", "rlhf-demo", "classifier", "features", "contrastive"}
+    others = {"eval", "elo", "publish", "quantize", "rlhf-demo", "classifier", "features", "contrastive"}
     assert set(METHODS) | set(RLHF) | others == set(COMMANDS)
