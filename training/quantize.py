@@ -28,16 +28,12 @@ differ from the unquantized model's by the quantization error (the README states
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 SCHEMES = ("W8A8", "W4A16")
-# Files a model directory carries besides its weights and config, copied as they are.
-_COPIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-           "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt")
 
 
 @dataclass
@@ -61,7 +57,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, scheme: str = "W8
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import (
         QuantizationConfig, apply_quantization_config, preset_name_to_scheme)
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from server.adapters.manifest import QUANTIZATION_LINEAGE_FILE, base_model_identity
 
@@ -83,9 +79,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, scheme: str = "W8
     compressor.compress_model(model)
     model.save_pretrained(out_dir)
     compressor.update_config(out_dir)
-    for name in _COPIED:
-        if (model_dir / name).exists():
-            shutil.copy2(model_dir / name, out_dir / name)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)  # with its chat template
     lineage = {"scheme": scheme, "group_size": preset.weights.group_size,
                "method": "round to nearest, min-max scales (compressed-tensors)",
                "quantized_from": {"identity": base_model_identity(model_dir), "path": str(model_dir.resolve())}}

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import oracle
 from tests.conftest import API_KEY, ServerProcess
@@ -51,6 +52,7 @@ def test_base_and_lora_match_peft(parallel_server, tiny):
     if parallel_server.name == "dp2":
         # Both engine replicas answered some of them (vLLM balances by their queues).
         metrics = httpx.get(parallel_server.url + "/metrics", timeout=30).text
-        engines = {line.split('engine="')[1].split('"')[0] for line in metrics.splitlines()
-                   if line.startswith("vllm:request_success_total{") and not line.endswith(" 0.0")}
+        engines = {s.labels["engine"] for family in text_string_to_metric_families(metrics)
+                   if family.name == "vllm:request_success" for s in family.samples
+                   if s.name.endswith("_total") and s.value > 0}
         assert engines == {"0", "1"}, metrics
