@@ -13,7 +13,8 @@ tokens of context), every round starts the server twice on a fresh, empty cache 
 
 `ours-eager` is ours without compilation (`--engine-arg enforce_eager=true`): stock vLLM does not
 compile a LoRA-enabled model on CPU, ours does (the base model's throughput), at the price of
-the compilation on a cold start.
+the compilation on a cold start. `ours-spawned` is ours without the prestarted engine core
+(`--no-prestart-engine`): its imports follow the server's instead of running beside them.
 
 Measured: seconds from the process's start to `/health` 200 ("ready"), then the latency of a
 first request (8 greedy tokens of the base model); for our server also its own phase breakdown
@@ -39,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.bench.assets import ensure_assets
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup
-from server.startup.breakdown import PATH
+from server.startup.breakdown import ASIDE, PATH
 
 PYTHON = sys.executable
 SERVED_NAME = "base"
@@ -58,6 +59,9 @@ class Model:
 
 
 def server_command(server: str, model: Model, port: int) -> list[str]:
+    if server == "ours-spawned":
+        # The engine core's interpreter spawned by vLLM once the server has imported its own.
+        return [*server_command("ours", model, port), "--no-prestart-engine"]
     if server == "ours-eager":
         # What stock vLLM does with LoRA on CPU: no compilation (ours compiles, for throughput).
         return [*server_command("ours", model, port), "--engine-arg", "enforce_eager=true"]
@@ -111,8 +115,8 @@ def median_of(runs: list[dict], key: str) -> float:
 
 
 def phase_order(phase: str) -> int:
-    """The breakdown's order: the critical path, then weights (inside workers), other, total."""
-    order = [label for label, _, _ in PATH] + ["weights", "other", "total"]
+    """The breakdown's order: the critical path, the figures shown inside it, other, total."""
+    order = [label for label, _, _ in PATH] + [label for label, *_ in ASIDE] + ["other", "total"]
     return order.index(phase) if phase in order else len(order)
 
 
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.startup", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="demo,bench", help="comma-separated: demo, bench")
     p.add_argument("--servers", default="ours,ours-eager,stock-vllm",
-                   help="comma-separated: ours, ours-eager (no compilation, as stock vLLM with LoRA on CPU), stock-vllm")
+                   help="comma-separated: ours, ours-eager (no compilation, as stock vLLM with LoRA on CPU), "
+                        "ours-spawned (no prestarted engine core), stock-vllm")
     p.add_argument("--rounds", type=int, default=3, help="cold + warm pairs per model and server")
     p.add_argument("--out", type=Path, default=Path("loadtests/results/startup"))
     args = p.parse_args(argv)

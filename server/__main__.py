@@ -9,6 +9,10 @@ the engine died while serving (see server.lifecycle).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.config import ServerConfig
 
 # Only what the start needs at module level: vLLM's engine processes are spawned, and a spawned
 # process imports the parent's __main__ module first, so every import here would be paid again
@@ -16,17 +20,29 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    from server.cli_args import parse_dataclass
+    from server.config import ServerConfig
+
+    config = parse_dataclass(ServerConfig, argv, prog="python -m server")
+    from server.startup import prestart
+
+    if config.prestart_engine:
+        prestart.start()  # the engine core's imports from now on, beside the server's in _run
+    try:
+        _run(config)
+    finally:
+        prestart.release()  # unless the engine core runs in it (refused arguments, a failed start)
+
+
+def _run(config: ServerConfig) -> None:
     import logging
 
     from server import engine_passthrough, lifecycle
     from server.app import create_app
     from server.auth import KeysFileError
-    from server.cli_args import parse_dataclass
-    from server.config import ServerConfig
     from server.startup import trace
 
     trace.begin()  # the API process's start so far: the interpreter and the imports above
-    config = parse_dataclass(ServerConfig, argv, prog="python -m server")
     try:
         engine_passthrough.parse(config.engine_arg)  # refused before the port opens
     except engine_passthrough.EngineArgError as exc:

@@ -147,6 +147,11 @@ class ServerConfig:
     weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled (vLLM
     runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's kernels."""
 
+    prestart_engine: bool = True
+    """On CPU, start the engine core's interpreter as the server starts, so that its imports
+    (torch, vLLM) run beside the server's own instead of after them (vLLM spawns it only once
+    the server is ready to start the engine). Off: vLLM spawns it then, as stock vLLM does."""
+
     trust_remote_code: bool = False
     """Run Python code shipped inside the model directory. Off: only built-in architectures load."""
 

@@ -15,7 +15,7 @@ from server import (engine_metrics, engine_passthrough, lifeline, quantized_base
 from server.config import ServerConfig
 from server.grammars import json_schema
 from server.lora_ops import install as lora_ops_install
-from server.startup import model_info, trace
+from server.startup import model_info, prestart, trace
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
@@ -110,7 +110,8 @@ def _bind_cpu_workers(vllm_config: VllmConfig) -> None:
 
 
 def start_engine(config: ServerConfig) -> AsyncLLM:
-    """Start the engine (spawns the engine-core process; tens of seconds for a small model)."""
+    """Start the engine (the engine-core process: spawned, or the prestarted one; seconds to
+    tens of seconds for a small model)."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
     os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
@@ -125,9 +126,13 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
         _bind_cpu_workers(vllm_config)
         quantized_bases.warn_if_inexact(getattr(vllm_config.model_config.hf_config,
                                                 "quantization_config", None))
-    return AsyncLLM.from_vllm_config(vllm_config,
-                                     usage_context=UsageContext.OPENAI_API_SERVER,
-                                     stat_loggers=[engine_metrics.PrometheusStatLogger],
-                                     # Read by vLLM's own entry point, not by its config.
-                                     enable_log_requests=args.enable_log_requests,
-                                     aggregate_engine_logging=args.aggregate_engine_logging)
+    prestart.install()
+    try:
+        return AsyncLLM.from_vllm_config(vllm_config,
+                                         usage_context=UsageContext.OPENAI_API_SERVER,
+                                         stat_loggers=[engine_metrics.PrometheusStatLogger],
+                                         # Read by vLLM's own entry point, not by its config.
+                                         enable_log_requests=args.enable_log_requests,
+                                         aggregate_engine_logging=args.aggregate_engine_logging)
+    finally:
+        prestart.release()  # unless the engine core runs in it

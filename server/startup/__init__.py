@@ -6,4 +6,6 @@
 - `breakdown`: the phases on the start-up's critical path, logged and exported as metrics.
 - `compile_cache`: vLLM's compile cache, loadable on CPU.
 - `model_info`: vLLM's model-class inspection without a fresh interpreter, on CPU.
+- `prestart`: the engine core's interpreter started with the server, its imports beside the
+  server's, on CPU.
 """

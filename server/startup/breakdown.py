@@ -5,8 +5,11 @@
     adapters 0.0, other 2.6
 
 Phases follow each other (none overlaps another), so they add up to the total; `other` is
-what no phase covers (process hand-offs, vLLM's own bookkeeping). `weights` is part of
-`workers` and shown inside it. `profile` is where the engine compiles the model on CPU.
+what no phase covers (process hand-offs, vLLM's own bookkeeping). Two figures are shown inside
+another's and not added up: `weights`, part of `workers`; and `preloaded`, the imports of a
+prestarted engine core (`server.startup.prestart`), which ran beside the server's own `imports`
+(its `engine core imports` are then only what was left at the hand-over). `profile` is where the
+engine compiles the model on CPU.
 """
 
 from __future__ import annotations
@@ -22,22 +25,27 @@ PATH = (("imports", API, "imports"), ("model files", API, "model files"),
         ("plugin", "EngineCore", "plugin"), ("workers", "EngineCore", "workers"),
         ("profile", "EngineCore", "profile"), ("kv cache", "EngineCore", "kv cache"),
         ("warm-up", "EngineCore", "warm-up"), ("adapters", API, "adapters"))
+# (label, process filter, phase, the phase it is shown in): beside the path, not added up.
+ASIDE = (("weights", None, "weights", "workers"),
+         ("preloaded", "EngineCore", "preload", "engine core imports"))
 
 
 @dataclass(frozen=True)
 class Breakdown:
     total: float
     phases: dict[str, float]
-    """Critical-path phases in order, then `weights` (inside `workers`) and `other`."""
+    """Critical-path phases in order, then those of `ASIDE` found, and `other`."""
 
     def line(self) -> str:
         parts = []
+        aside = {label for label, *_ in ASIDE}
         for name, seconds in self.phases.items():
-            if name == "weights":
+            if name in aside:
                 continue
             part = f"{name} {seconds:.1f}"
-            if name == "workers" and "weights" in self.phases:
-                part += f" (weights {self.phases['weights']:.1f})"
+            for label, _, _, shown_in in ASIDE:
+                if shown_in == name and label in self.phases:
+                    part += f" ({label} {self.phases[label]:.1f})"
             parts.append(part)
         return f"start-up {self.total:.1f} s to ready: " + ", ".join(parts)
 
@@ -55,10 +63,12 @@ def breakdown(events: list[Event], began: float, ready: float) -> Breakdown:
         event = _first(events, process, phase)
         if event is not None:
             phases[label] = max(0.0, event.seconds)
-    weights = _first(events, None, "weights")
-    if weights is not None:
-        phases["weights"] = weights.seconds
+    for label, process, phase, _ in ASIDE:
+        event = _first(events, process, phase)
+        if event is not None:
+            phases[label] = event.seconds
     total = ready - began
-    covered = sum(s for name, s in phases.items() if name != "weights")
+    aside = {label for label, *_ in ASIDE}
+    covered = sum(s for name, s in phases.items() if name not in aside)
     phases["other"] = max(0.0, total - covered)
     return Breakdown(total, phases)

@@ -33,11 +33,24 @@ class Event:
         return self.end - self.start
 
 
+_clock_restarted_at: float | None = None
+
+
 def process_started_at() -> float:
-    """When this process was created (before the interpreter and its imports)."""
+    """When this process was created (before the interpreter and its imports), or when its
+    start-up began if that was later (`restart_clock`)."""
+    if _clock_restarted_at is not None:
+        return _clock_restarted_at
     import psutil  # a vLLM dependency
 
     return psutil.Process().create_time()
+
+
+def restart_clock(at: float) -> None:
+    """This process's start-up began at `at`, not at its creation: a process created ahead of
+    its job (`server.startup.prestart`), whose earlier time overlapped other phases."""
+    global _clock_restarted_at
+    _clock_restarted_at = at
 
 
 def process_name() -> str:

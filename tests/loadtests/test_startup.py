@@ -47,3 +47,4 @@ def test_ours_eager_is_ours_without_compilation(tmp_path):
     model = startup.Model("demo", tmp_path / "base", tmp_path / "adapters", "float32")
     ours, eager = (startup.server_command(s, model, 8123) for s in ("ours", "ours-eager"))
     assert eager == [*ours, "--engine-arg", "enforce_eager=true"]
+    assert startup.server_command("ours-spawned", model, 8123) == [*ours, "--no-prestart-engine"]

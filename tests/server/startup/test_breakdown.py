@@ -49,3 +49,14 @@ def test_worker_processes_and_missing_phases():
     assert result.phases == {"imports": 5.0, "weights": 1.0, "other": 5.0}
     # A worker's imports are not the engine core's.
     assert "engine core imports" not in result.phases
+
+
+def test_a_prestarted_engine_core_shows_its_imports_beside_the_path():
+    # Its imports ran beside the API process's; only what was left at the hand-over is on the path.
+    result = breakdown(events(("MainProcess", "imports", 0.0, 6.0), ("EngineCore", "preload", 0.5, 5.5),
+                              ("EngineCore", "imports", 6.5, 6.75), ("EngineCore", "plugin", 6.75, 7.0)),
+                       began=0.0, ready=8.0)
+    assert result.phases == {"imports": 6.0, "engine core imports": 0.25, "plugin": 0.25,
+                             "preloaded": 5.0, "other": 1.5}
+    assert result.line() == ("start-up 8.0 s to ready: imports 6.0, engine core imports 0.2 (preloaded 5.0), "
+                             "plugin 0.2, other 1.5")

@@ -1,0 +1,1 @@
+"""Imported ahead by the prestarted interpreter in test_prestart."""
