@@ -45,13 +45,13 @@ from loadtests.bench.assets import ensure_assets, ensure_many_loras
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import QueueSample, run_cell, summarize
-from loadtests.bench.ours import Ours, OursMultiprocess
+from loadtests.bench.ours import Ours, OursMultiprocess, OursSpawned
 from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
 from loadtests.bench.workloads import JSON_SCHEMA, MANY_LORAS, MAX_TOKENS, WORKLOAD_NAMES, workloads
 
-CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, OursMultiprocess, StockVLLM, StockVLLMNoLoRA,
-                                                                HFPeft)}
+CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, OursMultiprocess, OursSpawned, StockVLLM,
+                                                                StockVLLMNoLoRA, HFPeft)}
 RESULTS = Path("loadtests/results")
 
 

@@ -28,6 +28,8 @@ class Ours(Contender):
 
     served: Path | None = None
     """The adapters folder the server runs on (set by start())."""
+    flags: tuple[str, ...] = ()
+    """What this variant of the server adds to the command line."""
 
     def command(self, port: int, *extra: str, adapters: Path | None = None) -> list[str]:
         return [PYTHON, "-m", "server", "--model", str(self.assets.base),
@@ -36,7 +38,7 @@ class Ours(Contender):
                 "--max-loras", str(self.max_loras), "--max-cpu-loras", str(self.max_cpu_loras),
                 "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
                 "--log-level", "warning",  # no per-request access log, as for stock vLLM below
-                *extra]
+                *self.flags, *extra]
 
     def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
         """`extra`: more server flags; `adapters`: serve another folder than the bench's own."""
@@ -95,6 +97,13 @@ class OursMultiprocess(Ours):
 
     name = "ours-mp"
     description = "this server with --distributed-executor-backend mp (vLLM's CPU default)"
+    flags = ("--distributed-executor-backend", "mp")
 
-    def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
-        return super().start(port, log, "--distributed-executor-backend", "mp", *extra, adapters=adapters)
+
+class OursSpawned(Ours):
+    """The engine core spawned by vLLM once the server is ready for it, rather than prestarted
+    (server/startup/prestart.py): the same engine either way, which this shows."""
+
+    name = "ours-spawned"
+    description = "this server with --no-prestart-engine"
+    flags = ("--no-prestart-engine",)

@@ -8,7 +8,7 @@ import pytest
 
 from loadtests.bench.assets import BenchAssets
 from loadtests.bench.load import Prelude
-from loadtests.bench.ours import Ours, OursMultiprocess
+from loadtests.bench.ours import Ours, OursMultiprocess, OursSpawned
 from loadtests.bench.workloads import Target
 from tests.loadtests.bench.test_contender import _fake_adapter
 
@@ -17,7 +17,7 @@ def _flag(cmd, name):
     return cmd[cmd.index(name) + 1]
 
 
-@pytest.mark.parametrize("cls", [Ours, OursMultiprocess])
+@pytest.mark.parametrize("cls", [Ours, OursMultiprocess, OursSpawned])
 def test_command_has_the_max_loras_values(tmp_path, cls):
     cmd = cls(BenchAssets(tmp_path), "float32", 4).command(8000)
     assert _flag(cmd, "--max-loras") == "4" and _flag(cmd, "--max-cpu-loras") == "4"
@@ -25,6 +25,7 @@ def test_command_has_the_max_loras_values(tmp_path, cls):
     assert _flag(cmd, "--max-loras") == "4" and _flag(cmd, "--max-cpu-loras") == "12"
     default = Ours(BenchAssets(tmp_path)).command(8000)
     assert _flag(default, "--max-loras") == "8" and _flag(default, "--max-cpu-loras") == "8"
+    assert cls(BenchAssets(tmp_path)).command(8000) == [*default, *cls.flags]
 
 
 def test_cold_request_publishes_a_new_adapter_into_the_served_copy(tmp_path):
