@@ -211,6 +211,17 @@ def _refresh(changed: set[str]) -> None:
         config.compile_threads = config.decide_compile_threads()
 
 
+def _find_command_line() -> None:
+    """Have setproctitle (vLLM's process titles: `VLLM::EngineCore`, what tools look for) find
+    the command line's memory now. It finds it from the first environment string, on first use;
+    once the environment below has replaced that string it finds nothing and titles stay unset."""
+    try:
+        import setproctitle  # a vLLM dependency
+    except ImportError:
+        return
+    setproctitle.getproctitle()
+
+
 def _serve(conn: Connection, modules: tuple[str, ...]) -> None:
     """The prestarted process: import, wait for the job, run it as the engine core."""
     for module in modules:
@@ -228,9 +239,8 @@ def _serve(conn: Connection, modules: tuple[str, ...]) -> None:
         conn.close()
     changed = {key for key in environ.keys() | os.environ.keys()
                if environ.get(key) != os.environ.get(key)}
-    # Only what changed: a cleared environment is copied elsewhere by libc, and setproctitle
-    # (vLLM's process titles, `VLLM::EngineCore`) can no longer write the command line then.
-    for key in changed:
+    _find_command_line()
+    for key in changed:  # only what changed, the rest left where the process started with it
         _set_env(key, environ.get(key))
     _refresh(changed)
     name, target, kwargs = ForkingPickler.loads(job)

@@ -74,6 +74,8 @@ def test_this_vllm_build_spawns_its_engine_core():
 def test_the_first_engine_core_runs_in_the_prestarted_process_with_the_environment_of_now(
         prestarted, tmp_path, monkeypatch):
     monkeypatch.setenv("PRESTART_TEST_FLAG", "set after the prestart")  # as vLLM's platform does
+    first = next(iter(os.environ))  # its string is where setproctitle looks for the command line
+    monkeypatch.setenv(first, os.environ[first] + "-changed")
     monkeypatch.setenv("PRESTART_TEST_EMPTY", "")
     monkeypatch.delenv("PRESTART_TEST_GONE", raising=False)
     context = prestart._Context(SPAWN)
