@@ -2,7 +2,7 @@
 server's own instead of following them.
 
 On CPU vLLM starts its engine core with `spawn`: a fresh interpreter that imports torch and vLLM
-(17 s on a 2-core machine) only once the server has imported them itself and built the engine
+(~20 s on a 2-core machine) only once the server has imported them itself and built the engine
 config, so every start paid those imports twice, one after the other. `start()`, called first
 thing by `python -m server`, spawns that interpreter at once; it imports the engine core's
 modules while the server imports its own, then waits. When vLLM's process manager creates the
