@@ -8,7 +8,9 @@ thing by `python -m server`, spawns that interpreter at once; it imports the eng
 modules while the server imports its own, then waits. When vLLM's process manager creates the
 engine core, `install()` has it take this process instead, which is then sent the server's
 environment as it is by then and the engine core's target and arguments (pickled as spawn would
-pickle them), and runs them as a spawned engine core would, minus the imports.
+pickle them), and runs them as a spawned engine core would, minus the imports. What a process
+reads at its start or imports (LD_PRELOAD, Inductor's compile threads) it is started with, as
+vLLM will set it (`vllm_start_environment`), and handed over only if vLLM's values match.
 
 Only the first engine core of a start is handed over (further data-parallel ranks are spawned
 by vLLM as before), only where vLLM spawns it, and not with --numa-bind (whose numactl wrapper
@@ -59,9 +61,7 @@ def vllm_spawns_engine_core() -> bool:
 def vllm_ld_preload(current: str) -> str:
     """LD_PRELOAD as vLLM's CPU platform sets it for the processes it starts (torch's libgomp
     appended, vLLM's bundled tcmalloc put first, each unless one is there: Linux branch of
-    `CpuPlatform.check_and_update_config`), found without importing either package. The dynamic
-    loader reads it only when a process starts, so the prestarted interpreter needs it from its
-    start; it is handed the engine core only if vLLM's own value turns out the same."""
+    `CpuPlatform.check_and_update_config`), found without importing either package."""
     import glob
     from importlib.util import find_spec
 
@@ -86,20 +86,38 @@ def vllm_ld_preload(current: str) -> str:
     return value
 
 
+def vllm_start_environment() -> dict[str, str]:
+    """What vLLM's CPU platform sets in the environment of the processes it starts that a
+    process reads at its start or at its imports, before the hand-over: the loader's
+    LD_PRELOAD, and Inductor's compile threads (read at torch._inductor's import; vLLM sets 1).
+    The prestarted interpreter starts with these; it is handed the engine core only if vLLM's
+    own values turn out the same."""
+    environment = {"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+    if sys.platform.startswith("linux") and (ld_preload := vllm_ld_preload(os.environ.get("LD_PRELOAD", ""))):
+        environment["LD_PRELOAD"] = ld_preload
+    return environment
+
+
 class _Prestarted:
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, PRELOAD), name=NAME)
-        own = os.environ.get("LD_PRELOAD")
-        self.ld_preload = vllm_ld_preload(own or "") if sys.platform.startswith("linux") else own
+        self.environment = vllm_start_environment()
+        own = {name: os.environ.get(name) for name in self.environment}
         try:
-            _set_env("LD_PRELOAD", self.ld_preload)  # for this process's start only
+            os.environ.update(self.environment)  # for this process's start only
             self.process.start()
         finally:
-            _set_env("LD_PRELOAD", own)
+            for name, value in own.items():
+                _set_env(name, value)
         child.close()
         self.claimed = False
+
+    def differs(self) -> dict[str, str | None]:
+        """The start-time variables whose value vLLM set otherwise than predicted."""
+        return {name: os.environ.get(name) for name, value in self.environment.items()
+                if os.environ.get(name) != value}
 
     def stop(self) -> None:
         self.conn.close()  # one waiting for its job reads EOF; one still importing is stopped
@@ -176,9 +194,9 @@ class _Context:
         if (prestarted is None or prestarted.claimed or rest or self._base.get_start_method() != "spawn"
                 or kwargs is None or kwargs["vllm_config"].parallel_config.numa_bind):
             return fallback()
-        if (os.environ.get("LD_PRELOAD") or "") != (prestarted.ld_preload or ""):
-            log.warning("engine core spawned anew: vLLM's LD_PRELOAD %r is not the prestarted "
-                        "interpreter's %r", os.environ.get("LD_PRELOAD"), prestarted.ld_preload)
+        if differs := prestarted.differs():
+            log.warning("engine core spawned anew: vLLM set %s, not the prestarted interpreter's %s",
+                        differs, prestarted.environment)
             return fallback()
         prestarted.claimed = True
         return _Handoff(prestarted, fallback, name, target, kwargs)
@@ -200,15 +218,6 @@ def install() -> None:
 
     get_mp_context.__adapter_serve_prestart__ = True
     utils.get_mp_context = get_mp_context
-
-
-def _refresh(changed: set[str]) -> None:
-    """Settings taken from the environment at import, by modules this process imported before
-    the server set them (vLLM's CPU platform sets this one when it builds the engine config)."""
-    if "TORCHINDUCTOR_COMPILE_THREADS" in changed and "torch._inductor.config" in sys.modules:
-        from torch._inductor import config
-
-        config.compile_threads = config.decide_compile_threads()
 
 
 def _find_command_line() -> None:
@@ -242,7 +251,6 @@ def _serve(conn: Connection, modules: tuple[str, ...]) -> None:
     _find_command_line()
     for key in changed:  # only what changed, the rest left where the process started with it
         _set_env(key, environ.get(key))
-    _refresh(changed)
     name, target, kwargs = ForkingPickler.loads(job)
     multiprocessing.current_process().name = name
     from server.startup import trace

@@ -51,7 +51,8 @@ def prestarted(monkeypatch):
     monkeypatch.setenv("PRESTART_TEST_GONE", "unset after the prestart")
     prestart.start()
     # What vLLM's CPU platform sets before it starts the engine core.
-    monkeypatch.setenv("LD_PRELOAD", prestart._prestarted.ld_preload)
+    for name, value in prestart._prestarted.environment.items():
+        monkeypatch.setenv(name, value)
     yield prestart._prestarted
     prestart.release()
 
@@ -121,12 +122,14 @@ def test_vllm_ld_preload_adds_torchs_openmp_runtime_once():
     assert prestart.vllm_ld_preload(value) == value
 
 
-@pytest.mark.parametrize("why", ["numa", "fork", "ld_preload"])
+@pytest.mark.parametrize("why", ["numa", "fork", "ld_preload", "compile_threads"])
 def test_not_claimed_with_numa_binding_another_start_method_or_library(
         prestarted, tmp_path, monkeypatch, why):
     base = multiprocessing.get_context("fork") if why == "fork" else SPAWN
     if why == "ld_preload":  # the loader would give a spawned engine core other libraries
         monkeypatch.setenv("LD_PRELOAD", "")
+    if why == "compile_threads":  # torch would read another value at a spawned one's imports
+        monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "2")
     out = tmp_path / "other.json"
     process = prestart._Context(base).Process(
         target=_probe, name="EngineCore",
