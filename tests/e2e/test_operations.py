@@ -104,7 +104,11 @@ def test_sigterm_drains_then_aborts_and_exits_zero(own_server):
         server.url + "/v1/completions", headers=HEADERS, timeout=60,
         json={**LONG, "max_tokens": 10})))
     short_thread.start()
-    time.sleep(0.2)
+    # The signal once the engine holds the short request too (a fixed pause raced the request's
+    # way in on a busy 2-core machine: it then came after the signal and was refused).
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) as http:
+        assert wait_for(lambda: sum(value(scrape(http), f"vllm:num_requests_{state}")
+                                    for state in ("running", "waiting")) >= 17, timeout=60)
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     try:  # refused: a 503, or no listener at all
