@@ -109,16 +109,16 @@ def _bind_cpu_workers(vllm_config: VllmConfig) -> None:
         os.environ["VLLM_CPU_SIM_MULTI_NUMA"] = "1"
 
 
-def start_engine(config: ServerConfig) -> AsyncLLM:
-    """Start the engine (the engine-core process: spawned, or the prestarted one; seconds to
-    tens of seconds for a small model)."""
+def prepare_engine(config: ServerConfig) -> VllmConfig:
+    """The engine's configuration, with what the engine's processes read from the environment
+    (our vLLM plugin and LoRA ops switched on, the lifeline's server) set in this process, which
+    they inherit. Also what `loadtests.bench.offline --engine ours` runs in-process."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
     os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
-    args = engine_args(config)
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
@@ -126,6 +126,14 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
         _bind_cpu_workers(vllm_config)
         quantized_bases.warn_if_inexact(getattr(vllm_config.model_config.hf_config,
                                                 "quantization_config", None))
+    return vllm_config
+
+
+def start_engine(config: ServerConfig) -> AsyncLLM:
+    """Start the engine (the engine-core process: spawned, or the prestarted one; seconds to
+    tens of seconds for a small model)."""
+    vllm_config = prepare_engine(config)
+    args = engine_args(config)
     prestart.install()
     try:
         return AsyncLLM.from_vllm_config(vllm_config,

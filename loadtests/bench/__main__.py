@@ -46,7 +46,7 @@ from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import QueueSample, run_cell, summarize
 from loadtests.bench.ours import Ours, OursMultiprocess, OursSpawned
-from loadtests.bench.procs import ServerProcess, free_port, install_cleanup, stop_all
+from loadtests.bench.procs import CpuSplit, ServerProcess, free_port, install_cleanup, stop_all
 from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
 from loadtests.bench.workloads import JSON_SCHEMA, MANY_LORAS, MAX_TOKENS, WORKLOAD_NAMES, workloads
 
@@ -130,10 +130,14 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
     # Prompt numbering unique per cell: no cell reuses another's prompts (prefix cache).
     base = 1_000_000 * len(results["cells"])
     queue: list[QueueSample] = []
+    cpu = CpuSplit(server)
     records, t_window, t_end = asyncio.run(run_cell(
         server.url, lambda i: contender.request(target(i), base + i),
-        concurrency=conc, warmup=args.warmup, duration=args.duration, queue=queue))
+        concurrency=conc, warmup=args.warmup, duration=args.duration, queue=queue,
+        on_window=cpu.mark))
     stats = summarize(records, t_window, t_end, MAX_TOKENS, queue)
+    for name, cores in (cpu.cores() or {}).items():
+        setattr(stats, name, cores)
     results["cells"].append({"contender": contender.name, "workload": workload, "concurrency": conc,
                              "round": round_ + 1, "peak_rss_bytes": server.window_peak_rss,
                              "stats": stats.to_dict()})
@@ -143,6 +147,8 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
           f"errors {stats.errors}  short {stats.short_outputs}  tokens/req {stats.output_tokens_mean or 0:.1f}"
           + (f"  running {stats.running_mean:.1f} waiting {stats.waiting_mean:.1f}"
              if stats.running_mean is not None else "")
+          + (f"  cores: server {stats.cpu_server_main:.2f} + {stats.cpu_server_others:.2f}, "
+             f"client {stats.cpu_client:.2f}" if stats.cpu_client is not None else "")
           + (f"  first error: {stats.first_error[:200]}" if stats.first_error else ""), flush=True)
     if server.proc.poll() is not None:
         raise RuntimeError(f"{contender.name} died during the run; log tail:\n{server.log_tail()}")

@@ -166,10 +166,13 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict, sink
 
 
 async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, warmup: float,
-                   duration: float, queue: list[QueueSample] | None = None
+                   duration: float, queue: list[QueueSample] | None = None,
+                   on_window: Callable[[str], None] | None = None
                    ) -> tuple[list[Record], float, float]:
     """Run one cell; returns (all records, window start, window end) on the perf_counter clock.
-    With `queue`, the engine's request gauges during the window are appended to it."""
+    With `queue`, the engine's request gauges during the window are appended to it.
+    `on_window` is called with "start" and "end" as the window opens and closes (to read
+    counters over it), with the load still running."""
     records: list[Record] = []
     counter = itertools.count()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
@@ -186,10 +189,18 @@ async def run_cell(base_url: str, make_request: MakeRequest, concurrency: int, w
                 path, body, *prelude = make_request(next(counter))
                 await one_request(session, path, body, records, *prelude)
 
+        async def window_opens() -> None:
+            await asyncio.sleep(max(0.0, t_window - time.perf_counter()))
+            on_window("start")
+
         tasks = [asyncio.create_task(stream()) for _ in range(concurrency)]
         if queue is not None:
             tasks.append(asyncio.create_task(sample_queue(session, t_window, t_end, queue)))
+        if on_window is not None:
+            tasks.append(asyncio.create_task(window_opens()))
         await asyncio.sleep(max(0.0, t_end - time.perf_counter()))
+        if on_window is not None:
+            on_window("end")
         for task in tasks:
             task.cancel()  # abandons in-flight requests: the server sees a disconnect
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -220,6 +231,12 @@ class CellStats:
     output_tokens_mean: float | None = None  # completion tokens per measured request
     running_mean: float | None = None  # requests the engine ran at once (its gauge, window mean)
     waiting_mean: float | None = None  # requests it kept waiting
+    # Cores busy during the window (CPU seconds / window seconds; procs.CpuSplit): the server's
+    # main process (HTTP, tokenising, detokenising), its other processes (engine core, workers),
+    # and the load generator, which shares the machine.
+    cpu_server_main: float | None = None
+    cpu_server_others: float | None = None
+    cpu_client: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -115,6 +115,49 @@ class ServerProcess:
         self.stop()
 
 
+class CpuSplit:
+    """Where the machine's CPU went between two marks: the server's main process, the rest of its
+    process tree (engine core, workers) and this process (the load generator), in cores (CPU
+    seconds per second). Processes started after the first mark count from their start;
+    processes gone by the second are left out."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self._marks: list[tuple[float, dict[int, float]]] = []
+
+    def _cpu_by_pid(self) -> dict[int, float]:
+        seconds = {}
+        try:
+            root = psutil.Process(self.server.proc.pid)
+            procs = [root, *root.children(recursive=True), psutil.Process()]
+        except psutil.NoSuchProcess:
+            return seconds
+        for p in procs:
+            try:
+                times = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[p.pid] = times.user + times.system
+        return seconds
+
+    def mark(self, _edge: str = "") -> None:
+        self._marks.append((time.perf_counter(), self._cpu_by_pid()))
+
+    def cores(self) -> dict[str, float] | None:
+        """{"cpu_server_main", "cpu_server_others", "cpu_client"} between the first and last
+        mark, or None without two marks."""
+        if len(self._marks) < 2:
+            return None
+        (t0, before), (t1, after) = self._marks[0], self._marks[-1]
+        used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in after.items()}
+        main, client = self.server.proc.pid, os.getpid()
+        others = sum(v for pid, v in used.items() if pid not in (main, client))
+        span = t1 - t0
+        return {"cpu_server_main": used.get(main, 0.0) / span,
+                "cpu_server_others": others / span,
+                "cpu_client": used.get(client, 0.0) / span}
+
+
 def stop_all() -> None:
     for server in list(_RUNNING):
         server.stop()

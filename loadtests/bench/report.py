@@ -92,6 +92,30 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def cpu_split(results: dict) -> str:
+    """Cores busy per cell (medians over the rounds): the server's main process, its other
+    processes, the load generator; empty for results from before the bench read them."""
+    cells = index(results["cells"])
+    rows = []
+    for workload in results["workloads"]:
+        for conc in results["concurrency"]:
+            for contender in results["contenders"]:
+                s = (cells.get((contender, workload, conc)) or {}).get("stats", {})
+                parts = [s.get(k) for k in ("cpu_server_main", "cpu_server_others", "cpu_client")]
+                if None in parts:
+                    continue
+                rows.append(f"| {workload} | {conc} | {contender} | {parts[0]:.2f} | {parts[1]:.2f} "
+                            f"| {parts[2]:.2f} | {sum(parts):.2f} |")
+    if not rows:
+        return ""
+    return ("## Where the CPU went\n\n"
+            "Cores busy during the measured window (CPU seconds per second, on the machine above): "
+            "the server's main process (HTTP, tokenising, detokenising), its other processes (engine "
+            "core, workers), and the load generator, which shares the machine.\n\n"
+            "| workload | conc. | contender | server main | server others | load generator | total |\n"
+            "|---|---:|---|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n")
+
+
 def targets(results: dict) -> str:
     """The issue's targets, cell by cell, with PASS/MISS."""
     cells = index(results["cells"])
@@ -295,7 +319,7 @@ def render(results: dict, out: Path) -> str:
              f"back), every figure the median over the rounds" if results.get("rounds", 1) > 1 else "") + ".\n\n"
           f"Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
           (f"\n\nNotes:\n{notes}" if notes else "") +
-          f"\n\n## Table\n\n{table(results)}\n\n## Targets\n\n{targets(results)}\n\n"
+          f"\n\n## Table\n\n{table(results)}\n\n{cpu_split(results)}## Targets\n\n{targets(results)}\n\n"
           f"![throughput](throughput.png)\n![ttft](ttft.png)\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(md)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 
 import aiohttp
 from aiohttp import web
@@ -72,6 +73,24 @@ def test_a_cell_samples_the_engines_queue_during_its_window():
     assert (stats.running_mean, stats.waiting_mean) == (4, 12)
     stats = asyncio.run(cell(None))  # a server without the gauges (HF+PEFT's)
     assert stats.running_mean is None and stats.requests > 0
+
+
+def test_on_window_is_called_as_the_window_opens_and_closes_under_load():
+    calls = []
+
+    def on_window(edge):
+        calls.append((edge, time.perf_counter()))
+
+    async def cell():
+        async with _server() as url:
+            return await run_cell(url, lambda i: ("/v1/completions", {}), concurrency=2,
+                                  warmup=0.3, duration=0.6, on_window=on_window)
+
+    records, t0, t1 = asyncio.run(cell())
+    assert [edge for edge, _ in calls] == ["start", "end"]
+    (_, start), (_, end) = calls
+    assert t0 <= start < t0 + 0.1 and t1 <= end < t1 + 0.1
+    assert any(start <= r.start <= end for r in records)  # requests ran between the two calls
 
 
 def test_timed_prelude_counts_in_ttft_and_setup_does_not():

@@ -70,3 +70,12 @@ def test_cold_without_warm_cell_still_shows_cold_figures():
     cold["stats"].update(requests=3)
     md = report.targets(_results([cold], ["cold"], concurrency=(4,)))
     assert "| 4 | ours | 90 | 90 | - | - | - | 3 | 0 |" in md
+
+
+def test_cpu_split_table_lists_the_cells_that_read_it():
+    cells = [_cell("ours", "base", 16, 250, 900), _cell("stock-vllm", "base", 16, 150, 1900)]
+    cells[0]["stats"].update(cpu_server_main=0.09, cpu_server_others=1.85, cpu_client=0.05)
+    md = report.cpu_split(_results(cells, ["base"], concurrency=(16,)))
+    assert "| base | 16 | ours | 0.09 | 1.85 | 0.05 | 1.99 |" in md
+    assert "stock-vllm" not in md  # a cell without the figures (results from before them)
+    assert report.cpu_split(_results(cells[1:], ["base"], concurrency=(16,))) == ""
