@@ -81,8 +81,9 @@ class ServerConfig:
     """How the engine runs its workers: `mp` processes on this machine, `ray` a Ray cluster
     (several nodes; GPUs only: vLLM's CPU platform cannot run on Ray), `uni` one worker inside
     the engine process, `external_launcher` torchrun.
-    Default: `mp` for several workers, `uni` for one (also on CPU, where vLLM would use `mp`:
-    one process fewer to start and to share the cores with)."""
+    Default: `mp` for several workers, `uni` for one. On CPU, where vLLM would use `mp` to pin
+    the worker's threads, `uni` only where that pinning would give it every CPU anyway (a small
+    machine: one process fewer to start and to share the cores with); elsewhere vLLM's `mp`."""
 
     kv_cache_gib: float | None = None
     """KV cache size in GiB; takes precedence over --gpu-memory-utilization.

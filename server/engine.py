@@ -70,7 +70,9 @@ def engine_config(config: ServerConfig) -> VllmConfig:
     scheduler.max_num_queued_tokens = config.max_queued_tokens
     parallel = vllm_config.parallel_config
     if (current_platform.is_cpu() and parallel.world_size == 1
-            and config.distributed_executor_backend in (None, "uni")):
+            and (config.distributed_executor_backend == "uni"
+                 or config.distributed_executor_backend is None
+                 and binding_leaves_worker_everything(vllm_config))):
         # One worker runs inside the engine-core process. vLLM's CPU platform always starts it
         # in a process of its own (`mp`), to pin its OpenMP threads from a fresh process; on a
         # small machine that third process costs a start (interpreter, torch and vLLM imports)
@@ -78,6 +80,22 @@ def engine_config(config: ServerConfig) -> VllmConfig:
         # on cores the model needs.
         parallel.distributed_executor_backend = "uni"
     return vllm_config
+
+
+def binding_leaves_worker_everything(vllm_config: VllmConfig) -> bool:
+    """Whether vLLM would bind its one CPU worker's threads to every CPU this process may run
+    on, or bind nothing (`VLLM_CPU_OMP_THREADS_BIND=nobind`): then the worker inside the engine
+    core, whose threads are not bound, computes on the same CPUs with as many threads. Where the
+    binding leaves CPUs out (SMT siblings, other NUMA nodes, cores reserved for the API and
+    scheduler, a user's list: a larger machine), the worker keeps vLLM's own process and
+    placement, as stock vLLM runs it."""
+    from vllm.utils.ompmultiprocessing import OMPProcessManager
+
+    try:
+        binding = OMPProcessManager(vllm_config)
+        return binding.skip_setup or set(binding.cpu_lists[0]) == os.sched_getaffinity(0)
+    except Exception:  # noqa: BLE001 - a platform vLLM cannot bind on: leave it vLLM's way
+        return False
 
 
 def refusal(config: ServerConfig) -> str | None:

@@ -69,3 +69,42 @@ def test_one_cpu_worker_runs_inside_the_engine_core(tiny, restored_environment, 
     config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256,
                           distributed_executor_backend=backend)
     assert engine.engine_config(config).parallel_config.distributed_executor_backend == "uni"
+
+
+class _Binding:
+    """OMPProcessManager's answer, as vLLM would bind its one CPU worker."""
+
+    def __init__(self, cpus, skip=False):
+        self.cpu_lists, self.skip_setup = [cpus], skip
+
+
+@pytest.mark.parametrize("binding, inside", [
+    (_Binding(sorted(os.sched_getaffinity(0))), True),  # every CPU: this 2-core VM
+    (_Binding([], skip=True), True),  # VLLM_CPU_OMP_THREADS_BIND=nobind
+    (_Binding(sorted(os.sched_getaffinity(0))[:-1] or [10_000]), False),  # a core reserved / SMT
+])
+def test_the_worker_joins_the_engine_core_only_where_vllms_binding_gives_it_every_cpu(
+        tiny, restored_environment, monkeypatch, binding, inside):
+    # On a larger machine vLLM pins its worker's threads to one NUMA node's physical cores, less
+    # those reserved for the API process: the worker keeps that process and placement.
+    import vllm.utils.ompmultiprocessing as omp
+
+    monkeypatch.setattr(omp, "OMPProcessManager", lambda vllm_config: binding)
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256)
+    backend = engine.engine_config(config).parallel_config.distributed_executor_backend
+    assert (backend == "uni") is inside
+    if not inside:
+        assert backend == "mp"
+
+
+def test_an_unknown_platform_for_binding_keeps_vllms_worker(tiny, restored_environment, monkeypatch):
+    import vllm.utils.ompmultiprocessing as omp
+
+    def unsupported(vllm_config):
+        raise RuntimeError("this architecture doesn't support auto CPU binding.")
+
+    monkeypatch.setattr(omp, "OMPProcessManager", unsupported)
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256)
+    assert engine.engine_config(config).parallel_config.distributed_executor_backend == "mp"
+    config.distributed_executor_backend = "uni"  # asked for: kept
+    assert engine.engine_config(config).parallel_config.distributed_executor_backend == "uni"
