@@ -82,8 +82,9 @@ class ServerConfig:
     (several nodes; GPUs only: vLLM's CPU platform cannot run on Ray), `uni` one worker inside
     the engine process, `external_launcher` torchrun.
     Default: `mp` for several workers, `uni` for one. On CPU, where vLLM would use `mp` to pin
-    the worker's threads, `uni` only where that pinning would give it every CPU anyway (a small
-    machine: one process fewer to start and to share the cores with); elsewhere vLLM's `mp`."""
+    the worker's threads, `uni` only on a small machine, where vLLM's pinning would differ from
+    using every CPU by a reservation of half the cores or more (one process fewer to start and
+    to share the cores with); elsewhere vLLM's pinned `mp` worker."""
 
     kv_cache_gib: float | None = None
     """KV cache size in GiB; takes precedence over --gpu-memory-utilization.

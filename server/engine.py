@@ -72,7 +72,7 @@ def engine_config(config: ServerConfig) -> VllmConfig:
     if (current_platform.is_cpu() and parallel.world_size == 1
             and (config.distributed_executor_backend == "uni"
                  or config.distributed_executor_backend is None
-                 and binding_leaves_worker_everything(vllm_config))):
+                 and worker_joins_engine_core(vllm_config))):
         # One worker runs inside the engine-core process. vLLM's CPU platform always starts it
         # in a process of its own (`mp`), to pin its OpenMP threads from a fresh process; on a
         # small machine that third process costs a start (interpreter, torch and vLLM imports)
@@ -82,20 +82,28 @@ def engine_config(config: ServerConfig) -> VllmConfig:
     return vllm_config
 
 
-def binding_leaves_worker_everything(vllm_config: VllmConfig) -> bool:
-    """Whether vLLM would bind its one CPU worker's threads to every CPU this process may run
-    on, or bind nothing (`VLLM_CPU_OMP_THREADS_BIND=nobind`): then the worker inside the engine
-    core, whose threads are not bound, computes on the same CPUs with as many threads. Where the
-    binding leaves CPUs out (SMT siblings, other NUMA nodes, cores reserved for the API and
-    scheduler, a user's list: a larger machine), the worker keeps vLLM's own process and
-    placement, as stock vLLM runs it."""
+def worker_joins_engine_core(vllm_config: VllmConfig) -> bool:
+    """Whether the one CPU worker runs inside the engine core rather than in vLLM's pinned
+    worker process. vLLM pins the worker's threads to one logical CPU per physical core of one
+    NUMA node, less cores it reserves for its other processes (one, two with a KV connector such
+    as the soft-prompt cache). Inside the engine core the threads are not pinned and use every
+    CPU this process may run on; that is chosen only where the two differ by nothing but a
+    reservation taking half the cores or more (a 2-core machine: measured, the API process needs
+    about a tenth of a core there, the model both), or where vLLM would pin nothing
+    (`VLLM_CPU_OMP_THREADS_BIND=nobind`). SMT siblings, several NUMA nodes, a user's CPU list or
+    a larger machine keep vLLM's own process and placement, as stock vLLM runs it."""
     from vllm.utils.ompmultiprocessing import OMPProcessManager
 
     try:
         binding = OMPProcessManager(vllm_config)
-        return binding.skip_setup or set(binding.cpu_lists[0]) == os.sched_getaffinity(0)
-    except Exception:  # noqa: BLE001 - a platform vLLM cannot bind on: leave it vLLM's way
+        if binding.skip_setup:
+            return True
+        worker = set(binding.cpu_lists[0])
+        allowed = os.sched_getaffinity(0)
+    except Exception:  # noqa: BLE001 - a platform vLLM cannot pin on: leave it vLLM's way
         return False
+    return (worker | set(binding.reserved_cpu_list) == allowed
+            and (worker == allowed or 2 * len(worker) <= len(allowed)))
 
 
 def refusal(config: ServerConfig) -> str | None:

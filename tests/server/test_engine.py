@@ -72,29 +72,32 @@ def test_one_cpu_worker_runs_inside_the_engine_core(tiny, restored_environment, 
 
 
 class _Binding:
-    """OMPProcessManager's answer, as vLLM would bind its one CPU worker."""
+    """OMPProcessManager's answer: the CPUs vLLM would pin its one CPU worker to, and those it
+    would keep for its other processes."""
 
-    def __init__(self, cpus, skip=False):
-        self.cpu_lists, self.skip_setup = [cpus], skip
+    def __init__(self, worker, reserved=(), skip=False):
+        self.cpu_lists, self.reserved_cpu_list, self.skip_setup = [list(worker)], list(reserved), skip
 
 
-@pytest.mark.parametrize("binding, inside", [
-    (_Binding(sorted(os.sched_getaffinity(0))), True),  # every CPU: this 2-core VM
-    (_Binding([], skip=True), True),  # VLLM_CPU_OMP_THREADS_BIND=nobind
-    (_Binding(sorted(os.sched_getaffinity(0))[:-1] or [10_000]), False),  # a core reserved / SMT
+@pytest.mark.parametrize("cpus, binding, inside", [
+    (2, _Binding([0, 1]), True),  # this VM with the soft-prompt cache: nothing reserved
+    (2, _Binding([0], reserved=[1]), True),  # 2 cores, one reserved: half the model's cores
+    (4, _Binding([0, 1], reserved=[2, 3]), True),  # a KV connector's two reserved of four
+    (2, _Binding([], skip=True), True),  # VLLM_CPU_OMP_THREADS_BIND=nobind
+    (16, _Binding(range(15), reserved=[15]), False),  # a larger machine: vLLM's placement
+    (4, _Binding([0, 1, 2], reserved=[3]), False),
+    (4, _Binding([0, 1]), False),  # SMT siblings (2, 3) left out
+    (2, _Binding([0]), False),  # a user's list
 ])
-def test_the_worker_joins_the_engine_core_only_where_vllms_binding_gives_it_every_cpu(
-        tiny, restored_environment, monkeypatch, binding, inside):
-    # On a larger machine vLLM pins its worker's threads to one NUMA node's physical cores, less
-    # those reserved for the API process: the worker keeps that process and placement.
+def test_the_worker_joins_the_engine_core_only_where_vllms_pinning_would_halve_it(
+        tiny, restored_environment, monkeypatch, cpus, binding, inside):
     import vllm.utils.ompmultiprocessing as omp
 
     monkeypatch.setattr(omp, "OMPProcessManager", lambda vllm_config: binding)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
     config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256)
     backend = engine.engine_config(config).parallel_config.distributed_executor_backend
-    assert (backend == "uni") is inside
-    if not inside:
-        assert backend == "mp"
+    assert backend == ("uni" if inside else "mp")
 
 
 def test_an_unknown_platform_for_binding_keeps_vllms_worker(tiny, restored_environment, monkeypatch):
