@@ -117,8 +117,9 @@ class ServerProcess:
 
 class CpuSplit:
     """Where the machine's CPU went between two marks: the server's main process, the rest of its
-    process tree (engine core, workers) and this process (the load generator), in cores (CPU
-    seconds per second). Processes started after the first mark count from their start;
+    process tree (engine core, workers) and this process (the load generator, with the bench's
+    own memory sampling of the server, a few psutil reads a second), in cores (CPU seconds per
+    second). Processes started after the first mark count from their start;
     processes gone by the second are left out."""
 
     def __init__(self, server: ServerProcess) -> None:

@@ -111,7 +111,8 @@ def cpu_split(results: dict) -> str:
     return ("## Where the CPU went\n\n"
             "Cores busy during the measured window (CPU seconds per second, on the machine above): "
             "the server's main process (HTTP, tokenising, detokenising), its other processes (engine "
-            "core, workers), and the load generator, which shares the machine.\n\n"
+            "core, workers), and the load generator (with the bench's memory sampling), which shares the "
+            "machine.\n\n"
             "| workload | conc. | contender | server main | server others | load generator | total |\n"
             "|---|---:|---|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n")
 
