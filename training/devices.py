@@ -2,7 +2,8 @@
 
     device()                        cuda:LOCAL_RANK where CUDA is available, else cpu
     native_bf16()                   whether bfloat16 math is fast here
-    training_dtype(recipe)          dtype the base weights are loaded in (model.dtype, or auto)
+    training_dtype(recipe, trains_base_weights)
+                                    dtype the base weights are loaded in (model.dtype, or auto)
     autocast_bf16(recipe)           whether the trainer runs under bf16 autocast (train.bf16, or auto)
     gradient_checkpointing(recipe)  whether backward recomputes activations (train.gradient_checkpointing, or auto)
     enable_gradient_checkpointing(model)
@@ -11,9 +12,14 @@
 "auto" means: bfloat16 where bf16 math is native (a CUDA GPU with bf16: half the memory of
 float32, tensor-core speed; a CPU with AVX-512, whose oneDNN kernels do bf16), float32 elsewhere
 (an AVX2-only CPU emulates bf16: a demo training step cost 3-20x a float32 one on this repo's
-2-core AVX2 machine). Full fine-tuning keeps float32 weights under auto even on a GPU: it updates
-every weight, and AdamW steps below bf16's resolution (2^-8 of the weight) would be lost; its
-GPU speed comes from bf16 autocast instead. QLoRA checkpoints activations by default, as the
+2-core AVX2 machine). Except where the base's own tensors train in full (full and selective
+fine-tuning, classifier heads and layers, a reward model's head): there auto is float32 on every
+host, bf16 only as autocast. Those tensors are the optimizer's master copies, and AdamW steps
+below bf16's resolution (2^-8 of the weight) would be lost in bf16 ones; and a model directory
+written back from bf16 would have its frozen tensors rounded too. Loaded in float32 and cast back
+to the checkpoint's dtype, frozen tensors come out bit-identical (float32 holds every bf16 and
+float16 value exactly). LoRA factors and soft prompts are float32 either way (PEFT keeps
+adapter weights in float32 over a bf16 base). QLoRA checkpoints activations by default, as the
 QLoRA recipe does (its point is fitting a large base in little memory).
 """
 
@@ -45,11 +51,12 @@ def native_bf16() -> bool:
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def training_dtype(recipe) -> torch.dtype:
-    """model.dtype, or (auto) bfloat16 where native_bf16() except for full fine-tuning, else float32."""
+def training_dtype(recipe, trains_base_weights: bool = False) -> torch.dtype:
+    """model.dtype, or (auto) float32 where some of the base's own tensors train
+    (`trains_base_weights`), else bfloat16 where native_bf16(), else float32."""
     name = recipe.model.dtype
     if name == "auto":
-        name = "bfloat16" if native_bf16() and recipe.command != "full" else "float32"
+        name = "bfloat16" if native_bf16() and not trains_base_weights else "float32"
     return DTYPES[name]
 
 

@@ -16,9 +16,12 @@ class ModelConfig:
     base: str = ""
     """Base model directory (config.json, safetensors weights, tokenizer); the server's --model."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Dtype the base weights are loaded in for training. auto: bfloat16 where bf16 math is native
-    (a CUDA GPU, an AVX-512 CPU), float32 elsewhere (AVX2-only CPUs emulate bf16) and for `full`
-    (every weight is updated; bf16 would lose small steps). Adapters are saved in the base's own dtype."""
+    """Dtype the base weights are loaded in for training. auto: float32 where base weights train
+    (full, selective, classifier heads and layers: float32 master copies, bf16 only as autocast;
+    frozen weights written back bit-identical), else bfloat16 where bf16 math is native (a CUDA
+    GPU, an AVX-512 CPU) and float32 elsewhere (AVX2-only CPUs emulate bf16). A dtype narrower
+    than the checkpoint's is refused for methods that write a model directory. Adapters and
+    models are saved in the base's own dtype."""
 
 
 @dataclass

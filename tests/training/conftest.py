@@ -25,6 +25,13 @@ def reverse_data(tmp_path_factory) -> Path:
                                                 for p, a in instruction_pairs(seed=7, n=120, tasks=("reverse",))))
 
 
+def bits(t):
+    """A tensor's bit patterns: equal bits, not just equal values (-0.0 vs 0.0, NaN payloads)."""
+    import torch
+
+    return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
 def make_recipe(command: str, base: Path, train_file: Path, out: Path, /, **sections) -> object:
     """A recipe for `command` with fast defaults (few steps, no evaluation), sections overridable."""
     recipe = {

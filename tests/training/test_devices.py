@@ -15,12 +15,15 @@ def recipe(command: str, **sections):
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_auto_dtype_is_bf16_where_bf16_is_native_except_for_full_fine_tuning(native, monkeypatch):
+def test_auto_dtype_is_bf16_where_native_except_where_base_weights_train(native, monkeypatch):
     monkeypatch.setattr(devices, "native_bf16", lambda: native)
     expected = torch.bfloat16 if native else torch.float32
-    for command in ("lora", "qlora", "prompt_tuning", "selective"):
+    for command in ("lora", "qlora", "prompt_tuning"):
+        assert not METHODS[command].trains_base_weights
         assert devices.training_dtype(recipe(command)) == expected
-    assert devices.training_dtype(recipe("full")) == torch.float32  # every weight updated: keep float32 steps
+    for command in ("full", "selective"):  # float32 master copies of what trains
+        assert METHODS[command].trains_base_weights
+        assert devices.training_dtype(recipe(command), trains_base_weights=True) == torch.float32
     assert devices.autocast_bf16(recipe("lora")) is native
 
 
@@ -47,7 +50,7 @@ def test_cpus_without_avx512_keep_float32_by_default(monkeypatch, capability, na
     expected = torch.bfloat16 if native else torch.float32
     assert devices.training_dtype(recipe("lora")) == expected
     assert devices.autocast_bf16(recipe("lora")) is native
-    assert devices.training_dtype(recipe("full")) == torch.float32  # full stays float32
+    assert devices.training_dtype(recipe("full"), trains_base_weights=True) == torch.float32
 
 
 def test_cpu_threads_are_shared_among_the_machines_processes(monkeypatch):

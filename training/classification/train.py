@@ -65,9 +65,12 @@ def predict(model, tokenizer, texts: Sequence[str], labels: Sequence[str], batch
 
 
 def _method(produces: str, labels: Sequence[str]) -> Method:
-    """The shared pipeline's view of this run (pre-flight, save): an adapter or a model directory."""
+    """The shared pipeline's view of this run (pre-flight, save): an adapter or a model directory.
+    A model directory's run trains a head in full (and layers, in last_layers and full mode); a
+    LoRA of a classifier base trains adapter weights only."""
     return Method(name="classifier", help="sequence classifier", produces=produces,  # type: ignore[arg-type]
-                  refuse=lambda recipe, facts: refuse_classifier(recipe, facts, labels))
+                  refuse=lambda recipe, facts: refuse_classifier(recipe, facts, labels),
+                  trains_base_weights=produces == "model")
 
 
 def train_classifier(recipe: Recipe) -> dict:
@@ -95,8 +98,7 @@ def train_classifier(recipe: Recipe) -> dict:
     args = trainer_args(TrainingArguments, recipe, out,  # before the model: ZeRO-3 loads only its partition
                         eval_strategy="steps" if val_ds is not None and t.eval_steps > 0 else "no",
                         eval_steps=t.eval_steps or None)
-    # Full fine-tuning keeps float32 weights under dtype auto, as `python -m training full` does.
-    dtype = torch.float32 if mode == "full" and recipe.model.dtype == "auto" else training_dtype(recipe)
+    dtype = training_dtype(recipe, method.trains_base_weights)
     model = load_classifier(recipe.model.base, data.labels, dtype, tokenizer.pad_token_id)
     if gradient_checkpointing(recipe):
         enable_gradient_checkpointing(model)

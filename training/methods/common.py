@@ -32,6 +32,7 @@ from training.config import Recipe
 from training.data import DataConfig, describe, load_splits
 from training.devices import (
     CHECKPOINTING_KWARGS,
+    DTYPES,
     autocast_bf16,
     cpu_threads,
     enable_gradient_checkpointing,
@@ -63,6 +64,9 @@ class Method:
     """Load the base for training (default: the weights in training.devices.training_dtype)."""
     refuse: Callable[[Recipe, "BaseFacts"], list[str]] = lambda recipe, facts: []
     """Reasons the recipe cannot give a servable result, checked before anything heavy runs."""
+    trains_base_weights: bool = False
+    """Some of the base's own tensors train in full (not through adapter weights): the base is
+    loaded in float32 under model.dtype auto (training.devices.training_dtype)."""
 
     @property
     def sections(self) -> dict[str, type]:
@@ -116,6 +120,12 @@ def preflight(recipe: Recipe, method: Method) -> BaseFacts:
         reasons.append(f"the tokenizer has {facts.tokenizer_size} tokens but the model only {facts.vocab_size} "
                        "embeddings: added tokens need new embedding rows (modules_to_save), which adapters "
                        "cannot carry to the server")
+    # float32 holds every bf16 and float16 value; bf16 and float16 do not hold each other's.
+    if method.produces == "model" and recipe.model.dtype != "auto" \
+            and DTYPES[recipe.model.dtype] not in (torch.float32, facts.dtype):
+        reasons.append(f"model.dtype={recipe.model.dtype} would round the {str(facts.dtype).removeprefix('torch.')} "
+                       "base's weights, frozen ones included, in the model directory written back: use auto or "
+                       "the base's dtype (train.bf16 gives bf16 speed through autocast)")
     if recipe.output.publish and method.produces != "adapter":
         reasons.append(f"`{method.name}` writes a model directory, not an adapter: serve it with "
                        "`python -m server --model RUN/model` instead of --publish")
@@ -205,7 +215,7 @@ def load_trainable_model(recipe: Recipe, method: Method, tokenizer) -> torch.nn.
     """The base in training_dtype (or as the method loads it: QLoRA quantizes), with gradient
     checkpointing if the recipe asks, made trainable by the method (PEFT wrap or unfreezing)."""
     model = method.load_model(recipe) if method.load_model else AutoModelForCausalLM.from_pretrained(
-        recipe.model.base, dtype=training_dtype(recipe))
+        recipe.model.base, dtype=training_dtype(recipe, method.trains_base_weights))
     if gradient_checkpointing(recipe):
         # Before the PEFT wrap, as the QLoRA recipe does; the Trainer then finds it already on.
         enable_gradient_checkpointing(model)
@@ -254,7 +264,7 @@ def train(recipe: Recipe, method: Method) -> dict:
         "training": {"steps": result.global_step, "threads": torch.get_num_threads(),
                      "train_loss": result.training_loss, "seconds": round(time.monotonic() - started, 1),
                      "resumed_from": resume,
-                     "processes": process_count(), "dtype": str(training_dtype(recipe)).removeprefix("torch.")},
+                     "processes": process_count(), "dtype": str(training_dtype(recipe, method.trains_base_weights)).removeprefix("torch.")},
     }
     if splits.validation is not None and len(splits.validation):
         summary["training"]["eval_loss"] = trainer.evaluate()["eval_loss"]  # every process: a collective

@@ -12,4 +12,5 @@ METHOD = Method(
     name="full",
     help="full fine-tuning: all weights, writes a model directory the server can use as --model",
     produces="model",
+    trains_base_weights=True,
 )

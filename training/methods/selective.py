@@ -56,6 +56,7 @@ METHOD = Method(
     name="selective",
     help="train only the last N layers and/or the output layers; writes a model directory",
     produces="model",
+    trains_base_weights=True,
     options={"selective": SelectiveOptions},
     prepare=prepare_selective,
     refuse=refuse_selective,

@@ -105,7 +105,8 @@ def train_reward(recipe: Recipe) -> dict:
     data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
     log.warning(f"reward: {data.report}")
     args = trainer_args(RewardConfig, recipe, out, eval_strategy="no", max_length=None)  # before the model: ZeRO-3
-    model = load_classifier(recipe.model.base, training_dtype(recipe))
+    # The new score head trains in full (PEFT's modules_to_save): float32 master copies under auto.
+    model = load_classifier(recipe.model.base, training_dtype(recipe, trains_base_weights=True))
     model.config.pad_token_id = tokenizer.pad_token_id
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(data.train),
                             processing_class=tokenizer, peft_config=reward_lora(recipe))

@@ -15,7 +15,8 @@ from server.adapters.base_model import BaseModelInfo
 from server.adapters.lora import validate_lora
 from server.adapters.manifest import base_model_identity
 from tests.training.classification.conftest import classifier_recipe
-from tests.training.conftest import write_jsonl
+from tests.training.conftest import bits, write_jsonl
+from training import devices
 from training.classification.train import SECTIONS, train_classifier
 from training.config import RecipeError, load_recipe
 from training.methods.common import Refused
@@ -64,6 +65,22 @@ def test_full_mode_trains_the_backbone(tiny, keyword_data, tmp_path):
     moved = changed(weights(out / "model"), weights(tiny["base"]))
     assert {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
             "model.layers.1.mlp.down_proj.weight", "model.norm.weight"} <= moved
+
+
+# Both branches of training.devices.native_bf16, on every host (see tests/training/methods/test_methods.py).
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["emulated-bf16", "native-bf16"])
+@pytest.mark.parametrize("mode, trained", [("head", set()), ("last_layers", {"model.layers.1.", "model.norm."})])
+def test_auto_precision_keeps_frozen_weights_bit_identical(mode, trained, native_bf16, tiny, keyword_data, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setattr(devices, "native_bf16", lambda: native_bf16)
+    out = tmp_path / mode
+    summary = train_classifier(classifier_recipe(tiny["base"], keyword_data, out, model={"dtype": "auto"},
+                                                 train={"bf16": None}, classifier={"mode": mode, "layers": 1}))
+    assert summary["training"]["dtype"] == "float32"  # the head (and layers) train with float32 master copies
+    saved, base = weights(out / "model"), weights(tiny["base"])
+    moved = {k for k, v in base.items() if k in saved and not torch.equal(bits(saved[k]), bits(v))}
+    assert {k for k in base if k.startswith(tuple(trained))} == moved if trained else not moved
+    assert all(v.dtype == torch.float32 for v in saved.values())
 
 
 def test_lora_on_a_causal_lm_saves_the_adapter_and_an_equal_merged_classifier(tiny, keyword_data, tmp_path):

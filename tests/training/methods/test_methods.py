@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.training.conftest import make_recipe
+from tests.training.conftest import bits, make_recipe
+from training import devices
 from training.methods import METHODS
 from training.methods.common import Refused, train
 
@@ -69,20 +70,51 @@ def test_prompt_tuning_trains_only_the_soft_prompt(tiny, reverse_data, tmp_path)
     assert not torch.allclose(weights["prompt_embeddings"], init)  # moved away from the text init
 
 
+@pytest.fixture(scope="module")
+def bf16_base(tiny, tmp_path_factory):
+    """The tiny base stored in bfloat16, the dtype real checkpoints ship in."""
+    out = tmp_path_factory.mktemp("bf16-base")
+    AutoModelForCausalLM.from_pretrained(tiny["base"], dtype=torch.bfloat16).save_pretrained(out)
+    for f in tiny["base"].glob("tokenizer*"):
+        (out / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+# Both branches of training.devices.native_bf16 on every host: CI's CPU has no native bf16, other
+# machines of this kind do, and auto picked another dtype there (frozen weights came back rounded).
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["emulated-bf16", "native-bf16"])
+@pytest.mark.parametrize("base_dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("command, extra", [("full", {}), ("selective", {"selective": {"last_layers": 1}})])
-def test_model_methods_write_a_servable_model_directory(command, extra, tiny, reverse_data, tmp_path):
-    recipe = make_recipe(command, tiny["base"], reverse_data, tmp_path / command, **extra)
-    train(recipe, METHODS[command])
+def test_model_methods_write_a_servable_model_directory(command, extra, base_dtype, native_bf16, tiny, bf16_base,
+                                                         reverse_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "native_bf16", lambda: native_bf16)
+    base = tiny["base"] if base_dtype == "float32" else bf16_base
+    recipe = make_recipe(command, base, reverse_data, tmp_path / command, **extra)
+    summary = train(recipe, METHODS[command])
+    # Trained base weights have float32 master copies on every host (bf16 only as autocast).
+    assert summary["training"]["dtype"] == "float32"
     out = tmp_path / command / "model"
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
-    before, after = base_state(tiny["base"]), load_file(str(out / "model.safetensors"))
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    before, after = base_state(base), load_file(str(out / "model.safetensors"))
+    assert set(before) == set(after) and all(t.dtype == getattr(torch, base_dtype) for t in after.values())
+    changed = {k for k in before if not torch.equal(bits(before[k]), bits(after[k]))}
     if command == "full":
         assert len(changed) == len(before)
-    else:  # layer 1 of 2, final norm, lm_head; layer 0 and the embeddings frozen
+    else:  # layer 1 of 2, final norm, lm_head; layer 0 and the embeddings frozen: bit-identical
         assert changed and all(k.startswith(("model.layers.1.", "model.norm", "lm_head")) for k in changed)
         assert any(k.startswith("model.layers.1.") for k in changed) and "lm_head.weight" in changed
     AutoModelForCausalLM.from_pretrained(out)  # loads
+
+
+@pytest.mark.parametrize("command", ["full", "selective"])
+def test_a_dtype_that_would_round_the_written_model_is_refused(command, tiny, bf16_base, reverse_data, tmp_path):
+    with pytest.raises(Refused, match="model.dtype=bfloat16 would round the float32 base's weights"):
+        train(make_recipe(command, tiny["base"], reverse_data, tmp_path / "r", model={"dtype": "bfloat16"}),
+              METHODS[command])
+    with pytest.raises(Refused, match="model.dtype=float16 would round the bfloat16 base's weights"):
+        train(make_recipe(command, bf16_base, reverse_data, tmp_path / "r", model={"dtype": "float16"}),
+              METHODS[command])
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("lora, reason", [
