@@ -114,6 +114,12 @@ def refusal(config: ServerConfig) -> str | None:
         # ("current platform cpu does not support ray").
         return ("--distributed-executor-backend ray: vLLM runs on Ray only with GPUs (or other "
                 "accelerators); on CPU use mp or uni, and several servers for several machines")
+    from server.lora_ops import native
+
+    try:
+        native.isa()  # read again in the engine's processes, where a bad value would kill them
+    except ValueError as e:
+        return str(e)
     return None
 
 

@@ -1,5 +1,5 @@
-"""Small helpers for e2e tests: change a running server's adapters directory, start a pooling
-server."""
+"""Small helpers for e2e tests: change a running server's adapters directory, hold its engine,
+start a pooling server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import json
 import shutil
 import uuid
 from pathlib import Path
+
+import httpx
+import psutil
 
 
 def publish(src: Path, adapters: Path, name: str) -> Path:
@@ -30,6 +33,46 @@ def edit_config(adapter_dir: Path, **changes) -> None:
     config = json.loads(path.read_text())
     config.update(changes)
     path.write_text(json.dumps(config))
+
+
+def engine_core(server) -> psutil.Process:
+    """The server's engine-core process (vLLM titles it VLLM::EngineCore)."""
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline()):
+            return p
+    raise LookupError(f"no engine core under the server's pid {server.proc.pid}")
+
+
+@contextlib.contextmanager
+def engine_held(server):
+    """Stop the server's engine core (SIGSTOP) for the block, continue it after (SIGCONT).
+
+    Held, no request makes progress, on any machine: a request that must still be running when a
+    deadline or a drain ends is made so by construction, not by being "long enough" (a faster
+    CPU finished 16 x 450 tokens inside a 2 s drain). The API process keeps working: it admits,
+    refuses, times out and aborts requests on its own; the scheduler (and, where vLLM runs it
+    apart, the worker, which waits for the scheduler) picks up where it stopped.
+
+    What asks the engine a question waits, though: a server's first request (vLLM asks the engine
+    for its tasks once) and an adapter's first use (loaded into the engine). `warm` them first."""
+    core = engine_core(server)
+    core.suspend()
+    try:
+        yield core
+    finally:
+        if core.is_running():
+            core.resume()
+
+
+def warm(server, *models: str) -> None:
+    """One token from each of `models` (default: the base model), so that holding the engine
+    afterwards holds generation only (see `engine_held`)."""
+    from tests.conftest import API_KEY
+
+    for model in models or ("base",):
+        r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                       json={"model": model, "prompt": "hi", "max_tokens": 1}, timeout=120)
+        r.raise_for_status()
 
 
 # Pooling servers (--runner pooling) start with a 64-token window and a small KV cache: the

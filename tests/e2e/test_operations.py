@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import threading
-import time
-
 import httpx
 import psutil
 import pytest
 
 from tests.conftest import API_KEY, ServerProcess
+from tests.e2e.helpers import engine_held, warm
 from tests.e2e.test_disconnect import wait_for
 from tests.e2e.test_metrics import scrape, value
 
@@ -48,21 +47,47 @@ def own_server(tiny, tmp_path):
         proc._log_file.close()
 
 
-def stream_lines(url: str, body: dict, out: list[str]) -> threading.Thread:
-    """Stream `body` in a thread, collecting the SSE data lines into `out`."""
+def stream_lines(url: str, body: dict, out: list[str],
+                 first: threading.Event | None = None) -> threading.Thread:
+    """Stream `body` in a thread, collecting the SSE data lines into `out`; `first` is set at the
+    first data line (or when the stream ends without one)."""
 
     def run() -> None:
         try:
             with httpx.stream("POST", url, json={**body, "stream": True}, headers=HEADERS,
                               timeout=120) as r:
                 out.append(f"status {r.status_code}")
-                out.extend(line for line in r.iter_lines() if line.startswith("data: "))
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        out.append(line)
+                        if first is not None:
+                            first.set()
         except httpx.HTTPError as exc:
             out.append(f"broken {type(exc).__name__}")
+        finally:
+            if first is not None:
+                first.set()
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def refused(server, method: str, path: str, **kwargs) -> bool:
+    """Whether a new request is turned away: a 503 in OpenAI's shape (a connection opened before
+    uvicorn stopped listening), or no listener any more."""
+    try:
+        r = httpx.request(method, server.url + path, headers=HEADERS, timeout=10, **kwargs)
+    except (httpx.ConnectError, httpx.RemoteProtocolError):
+        return True
+    if path == "/ready":
+        return r.status_code == 503
+    return r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
+
+
+def finish_reasons(lines: list[str]) -> list[str]:
+    return [c["finish_reason"] for line in lines[1:-1] if line.startswith("data: {")
+            for c in json.loads(line.removeprefix("data: ")).get("choices", []) if c["finish_reason"]]
 
 
 def test_sigkill_leaves_no_engine_process_behind(own_server):
@@ -92,40 +117,21 @@ def test_engine_death_fails_requests_cleanly_and_exits_nonzero(own_server):
     assert server.proc.wait(30) == 3
 
 
-def test_sigterm_drains_then_aborts_and_exits_zero(own_server):
+def test_sigterm_refuses_new_requests_and_aborts_what_outlasts_the_drain(own_server):
     server = own_server("--shutdown-timeout", "2")
-    # 16 sequences of 450 tokens: far longer than the drain, whatever the machine's speed.
-    long_lines: list[str] = []
-    long = stream_lines(server.url + "/v1/completions",
-                        {**LONG, "prompt": ["go on"] * 16, "max_tokens": 450}, long_lines)
-    assert wait_for(lambda: len(long_lines) > 3, timeout=120), long_lines
-    short = {}
-    short_thread = threading.Thread(target=lambda: short.update(r=httpx.post(
-        server.url + "/v1/completions", headers=HEADERS, timeout=60,
-        json={**LONG, "max_tokens": 10})))
-    # The signal once the engine has taken the short request in: its prompt tokens counted (a
-    # fixed pause raced the request's way in on a busy 2-core machine, and the request gauges
-    # raced its 10 tokens, which can be over between two scrapes; a counter cannot be missed).
-    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) as http:
-        prompts = value(scrape(http), "vllm:prompt_tokens_total")  # the long ones' only
-        short_thread.start()
-        assert wait_for(lambda: value(scrape(http), "vllm:prompt_tokens_total") > prompts,
-                        timeout=60)
-    server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    try:  # refused: a 503, or no listener at all
-        late = httpx.post(server.url + "/v1/completions", json=LONG, headers=HEADERS, timeout=10)
-        assert late.status_code == 503
-    except httpx.ConnectError:
-        pass
-    short_thread.join(60)
-    assert short["r"].status_code == 200  # finished inside the drain
-    assert short["r"].json()["choices"][0]["finish_reason"] == "length"
-    long.join(60)
-    assert long_lines[-1] == "data: [DONE]"
-    finished = [c["finish_reason"] for line in long_lines[1:-1]
-                for c in json.loads(line.removeprefix("data: "))["choices"] if c["finish_reason"]]
-    assert finished == ["abort"] * 16
+    lines: list[str] = []
+    first = threading.Event()
+    long = stream_lines(server.url + "/v1/completions", {**LONG, "prompt": ["go on"] * 4}, lines, first)
+    assert first.wait(120) and lines[0] == "status 200", lines
+    # Held, the streams cannot finish inside the drain, however fast the machine (a faster CPU
+    # finished 16 x 450 tokens inside this 2 s drain); the drain's timeout must end them.
+    with engine_held(server):
+        server.proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: refused(server, "GET", "/ready"), timeout=30)  # draining
+        assert refused(server, "POST", "/v1/completions", json=LONG)
+        long.join(60)
+    assert lines[-1] == "data: [DONE]"
+    assert finish_reasons(lines) == ["abort"] * 4
     assert server.proc.wait(30) == 0
 
 
@@ -140,32 +146,45 @@ def test_queue_limit_answers_429_with_retry_after(own_server):
             r.read()
             results.append((stream, r.status_code, r.headers.get("retry-after"), r.text))
 
+    # Held, no request can finish before the others arrive: 2 running + 1 queued are admitted,
+    # the other 5 refused at once, whatever the machine's speed.
     threads = [threading.Thread(target=post, args=(i % 2 == 1,)) for i in range(8)]
-    for t in threads:
-        t.start()
-        time.sleep(0.05)
+    warm(server)
+    with engine_held(server):
+        for t in threads:
+            t.start()
+        assert wait_for(lambda: len(results) == 5, timeout=60), results
     for t in threads:
         t.join(120)
     codes = sorted(code for _, code, _, _ in results)
-    assert codes.count(200) >= 3 and codes.count(429) >= 2, codes
+    assert codes == [200] * 3 + [429] * 5, codes
     for stream, code, retry_after, text in results:
         if code == 429:
             assert retry_after == "1"
             assert json.loads(text)["error"]["type"] == "rate_limit_error"
-    assert any(stream and code == 429 for stream, code, _, _ in results), results
+    assert any(stream and code == 429 for stream, code, _, _ in results), results  # 4 streams, 3 admitted
     rejected = value(scrape(httpx.Client(base_url=server.url)),
                      "server_rejected_requests_total", reason="queued_requests")
-    assert rejected == codes.count(429)
+    assert rejected == 5
 
 
 def test_request_deadline_is_504_and_aborts(http, server, client):
+    warm(server, "base", "lora-a")
     before = value(scrape(http), "server_requests_total", status="timeout")
-    r = http.post("/v1/completions", json={**LONG, "request_timeout": 0.5, "model": "lora-a"})
+    with engine_held(server):  # cannot finish: the deadline ends it, whatever the machine's speed
+        r = http.post("/v1/completions", json={**LONG, "request_timeout": 0.5, "model": "lora-a"})
     assert r.status_code == 504, r.text
     assert r.json()["error"]["type"] == "timeout_error"
+    # A stream that has started: 16 x 400 tokens, held after the first token (one step of the
+    # 400 its choices need in lockstep), so its deadline comes first.
     lines: list[str] = []
-    stream_lines(server.url + "/v1/completions", {**LONG, "request_timeout": 1.0}, lines).join(60)
-    assert lines[0] == "status 200" and lines[-1] == "data: [DONE]"
+    first = threading.Event()
+    stream = stream_lines(server.url + "/v1/completions",
+                          {**LONG, "prompt": ["go on"] * 16, "request_timeout": 3.0}, lines, first)
+    assert first.wait(60)
+    with engine_held(server):
+        stream.join(60)
+    assert lines[0] == "status 200" and lines[-1] == "data: [DONE]", lines[:2]
     assert json.loads(lines[-2].removeprefix("data: "))["error"]["code"] == "timeout"
     assert value(scrape(http), "server_requests_total", status="timeout") == before + 2
     assert wait_for(lambda: value(scrape(http), "vllm:num_requests_running") == 0)

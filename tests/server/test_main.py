@@ -38,3 +38,11 @@ def test_ray_on_cpu_exits_with_the_reason():
     with pytest.raises(SystemExit) as exc:
         main(["--model", "m", "--distributed-executor-backend", "ray"])
     assert "Ray only with GPUs" in str(exc.value.code)
+
+
+def test_a_bad_lora_kernel_cap_exits_with_the_reason(monkeypatch):
+    # Read again inside the engine's processes, where it would kill the engine at its first LoRA.
+    monkeypatch.setenv("ADAPTER_SERVE_LORA_ISA", "avx1024")
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", "m"])
+    assert "ADAPTER_SERVE_LORA_ISA='avx1024': expected one of native, avx512, portable" in str(exc.value.code)

@@ -4,6 +4,11 @@ Built for the machine it runs on (-march=native) into a cache folder keyed by th
 flags and the CPU, once per machine (tens of milliseconds; no torch headers involved). Without a
 compiler, or if the build fails, `library()` returns None and the torch forms of
 `server.lora_ops.grouped` are used instead, with one warning.
+
+The source has three code paths, chosen by what the compiler targets: AVX512_BF16 (bf16 pairs),
+AVX-512 (float FMAs) and portable loops (what AVX2-only CPUs run). `ADAPTER_SERVE_LORA_ISA` caps
+the instruction set below the CPU's, so that one machine can run (and test) the paths of lesser
+ones; the engine's processes inherit it from the server's environment.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ SOURCE = Path(__file__).with_name("bgmv.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-shared", "-fPIC", "-std=c++17"]
 CACHE_ENV = "ADAPTER_SERVE_KERNEL_CACHE"
 """Where built kernels go (default: $XDG_CACHE_HOME/adapter-serve/kernels, else ~/.cache/...)."""
+ISA_ENV = "ADAPTER_SERVE_LORA_ISA"
+"""Cap on the kernel's instruction set: `native` (default: all the CPU has), `avx512` (no
+AVX512_BF16 instructions), `portable` (no AVX-512: the path of AVX2-only CPUs). x86 only."""
+ISA_FLAGS = {"native": [], "avx512": ["-mno-avx512bf16"], "portable": ["-mno-avx512f"]}
+PATHS = {2: "avx512-bf16", 1: "avx512", 0: "portable"}
+"""What `lora_kernel_path()` of a build returns, by name."""
 
 _SYMBOLS = {torch.bfloat16: "lora_linear_bf16", torch.float32: "lora_linear_f32"}
 _ARGTYPES = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
@@ -49,9 +60,19 @@ def _cpu_id() -> str:
     return f"{platform.machine()} {flags}"
 
 
-def _build(compiler: str) -> Path:
+def isa() -> str:
+    """The instruction-set cap asked for in the environment (ISA_ENV), checked."""
+    name = os.environ.get(ISA_ENV, "") or "native"
+    if name not in ISA_FLAGS:
+        raise ValueError(f"{ISA_ENV}={name!r}: expected one of {', '.join(ISA_FLAGS)}")
+    if name != "native" and platform.machine().lower() not in ("x86_64", "amd64"):
+        raise ValueError(f"{ISA_ENV}={name!r} caps x86 instruction sets; this is {platform.machine()}")
+    return name
+
+
+def _build(compiler: str, flags: list[str]) -> Path:
     key = hashlib.sha256(b"\0".join(s.encode() for s in
-                                    [SOURCE.read_text(), compiler, *FLAGS, _cpu_id()])).hexdigest()[:16]
+                                    [SOURCE.read_text(), compiler, *flags, _cpu_id()])).hexdigest()[:16]
     target = _cache_dir() / f"bgmv-{key}.so"
     if target.exists():
         return target
@@ -60,7 +81,7 @@ def _build(compiler: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], check=True, capture_output=True, text=True)
+        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], check=True, capture_output=True, text=True)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -68,14 +89,19 @@ def _build(compiler: str) -> Path:
     return target
 
 
-@functools.cache
 def library() -> ctypes.CDLL | None:
+    """The kernel built for this CPU under the ISA_ENV cap, or None (no compiler, failed build)."""
+    return _library(isa())
+
+
+@functools.cache
+def _library(cap: str) -> ctypes.CDLL | None:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         log.warning("no C++ compiler found: multi-LoRA decode steps use the torch forms (slower)")
         return None
     try:
-        lib = ctypes.CDLL(str(_build(compiler)))
+        lib = ctypes.CDLL(str(_build(compiler, FLAGS + ISA_FLAGS[cap])))
     except (OSError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or e
         log.warning("building the LoRA kernel failed, using the torch forms instead: %s", detail)
@@ -85,7 +111,15 @@ def library() -> ctypes.CDLL | None:
         fn.argtypes = _ARGTYPES
         fn.restype = None
     lib.lora_bf16_paired_layout.restype = ctypes.c_int
+    lib.lora_kernel_path.restype = ctypes.c_int
+    log.info("LoRA kernel: %s path (%s=%s)", PATHS[lib.lora_kernel_path()], ISA_ENV, cap)
     return lib
+
+
+def path() -> str | None:
+    """The code path the kernel in use runs (a PATHS value), or None without a kernel."""
+    lib = library()
+    return None if lib is None else PATHS[lib.lora_kernel_path()]
 
 
 def supports(dtype: torch.dtype) -> bool:

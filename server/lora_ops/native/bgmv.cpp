@@ -255,6 +255,18 @@ extern "C" {
 // Which bf16 layout lora_linear_bf16 expects: 1 = the paired one (AVX512_BF16), 0 = the float one.
 int lora_bf16_paired_layout() { return kPairedBf16 ? 1 : 0; }
 
+// Which code path this build runs: 2 = AVX512_BF16 (bf16) + AVX-512 (float), 1 = AVX-512, 0 = the
+// portable loops (what AVX2-only CPUs run).
+int lora_kernel_path() {
+#if defined(__AVX512BF16__)
+  return 2;
+#elif defined(__AVX512F__)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 void lora_linear_bf16(const void* x, int64_t x_stride, void* y, int64_t y_stride,
                       const int64_t* slot, const int64_t* order, int64_t tokens, int64_t hidden, int64_t rank,
                       int64_t n_slices, const void* const* a, const void* const* bt,

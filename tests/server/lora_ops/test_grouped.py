@@ -21,14 +21,31 @@ from server.lora_ops.grouped import LoRAGroups, expand, shrink
 from server.lora_ops.punica import GroupedPunicaWrapperCPU
 
 
-@pytest.fixture(params=["native", "native+grouped", "dense", "grouped"])
+def kernel_caps() -> dict[str, str]:
+    """Code path -> the ISA cap that builds it, for every path of the kernel this CPU can run (an
+    AVX-512 machine with bf16 runs all three; CI's AVX2-only one the portable path only)."""
+    caps: dict[str, str] = {}
+    for cap in native.ISA_FLAGS:
+        lib = native._library(cap)
+        assert lib is not None, "the kernel must build on the test machine"
+        caps.setdefault(native.PATHS[lib.lora_kernel_path()], cap)
+    return caps
+
+
+KERNEL_CAPS = kernel_caps()
+
+
+@pytest.fixture(params=[*(f"kernel-{path}" for path in KERNEL_CAPS), "kernel+grouped", "dense", "grouped"])
 def form(request, monkeypatch):
-    """Run each test with each form forced (size rules pick them per step in the engine):
-    the C++ kernel alone, the kernel with the grouped form for any adapter with >= 4 tokens,
-    and the two torch forms (what runs where the kernel cannot be built)."""
-    if request.param.startswith("native"):
-        assert native.library() is not None, "the kernel must build on the test machine"
-        monkeypatch.setattr(grouped, "GROUPED_MIN_TOKENS", 4 if request.param == "native+grouped" else 1 << 62)
+    """Run each test with each form forced (size rules pick them per step in the engine): the C++
+    kernel alone, on each of its code paths this CPU runs (ADAPTER_SERVE_LORA_ISA), the kernel with
+    the grouped form for any adapter with >= 4 tokens, and the two torch forms (what runs where the
+    kernel cannot be built)."""
+    if request.param.startswith("kernel"):
+        path = request.param.removeprefix("kernel-") if request.param.startswith("kernel-") else None
+        monkeypatch.setenv(native.ISA_ENV, KERNEL_CAPS[path] if path else "native")
+        assert path is None or native.path() == path
+        monkeypatch.setattr(grouped, "GROUPED_MIN_TOKENS", 4 if path is None else 1 << 62)
     else:
         monkeypatch.setattr(native, "supports", lambda dtype: False)
         monkeypatch.setattr(grouped, "DENSE_MAX_ROWS", 1 << 62 if request.param == "dense" else 0)
