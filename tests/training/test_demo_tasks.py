@@ -89,3 +89,14 @@ def test_demo_recipes_are_named_after_their_adapters():
         assert raw["output"]["name"] == name and raw["train"]["output_dir"] == f".demo/runs/{name}"
         assert (RECIPES / adapter.recipe).read_text().splitlines()[0].endswith(
             f"--config training/recipes/{adapter.recipe} --publish")
+
+
+# Both branches of training.devices.native_bf16 on every host (CI's CPU has no native bf16).
+@pytest.mark.parametrize("native", [False, True])
+def test_demo_recipes_autocast_bf16_only_where_it_is_native(native, monkeypatch, tmp_path):
+    from training.demo import recipes
+
+    monkeypatch.setattr(recipes, "native_bf16", lambda: native)
+    recipe = recipes.recipe_for("lora", "demo-firstletters-lora.yaml", tmp_path, tmp_path / "adapters", 1.0)
+    assert read_yaml(recipes.RECIPES / "demo-firstletters-lora.yaml")["train"]["bf16"] is True
+    assert recipe.train.bf16 is native
