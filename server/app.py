@@ -149,6 +149,7 @@ def create_app(config: ServerConfig, *, start: bool = True,
                registry: CollectorRegistry = REGISTRY) -> FastAPI:
     """`registry`: where metrics live; the default one also holds vLLM's engine metrics."""
     state = ServerState(config=config, metrics=Metrics(registry))
+    state.metrics.in_flight.set_function(lambda: len(state.in_flight))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

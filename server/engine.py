@@ -141,6 +141,20 @@ def _bind_cpu_workers(vllm_config: VllmConfig) -> None:
         os.environ["VLLM_CPU_SIM_MULTI_NUMA"] = "1"
 
 
+def _refuse_eager_pipeline(vllm_config: VllmConfig) -> None:
+    """Pipeline parallelism without compilation kills the engine at its first request on CPU
+    (vLLM 0.32): the CPU model runner skips its warm-up run when nothing is compiled, and that run
+    is what allocates the buffers later pipeline stages receive activations in
+    (`assert self.intermediate_tensors is not None`). Refused at start-up instead."""
+    from vllm.config import CompilationMode
+
+    if vllm_config.parallel_config.pipeline_parallel_size > 1 \
+            and vllm_config.compilation_config.mode == CompilationMode.NONE:
+        raise ValueError("--pipeline-parallel-size > 1 needs the compiled model on CPU (vLLM 0.32 allocates "
+                         "the pipeline's activation buffers only in the compile warm-up); drop "
+                         "enforce_eager / compilation mode 0")
+
+
 def prepare_engine(config: ServerConfig) -> VllmConfig:
     """The engine's configuration, with what the engine's processes read from the environment
     (our vLLM plugin and LoRA ops switched on, the lifeline's server) set in this process, which
@@ -155,6 +169,7 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
     if current_platform.is_cpu():
+        _refuse_eager_pipeline(vllm_config)
         _bind_cpu_workers(vllm_config)
         quantized_bases.warn_if_inexact(getattr(vllm_config.model_config.hf_config,
                                                 "quantization_config", None))

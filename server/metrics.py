@@ -48,6 +48,9 @@ class Metrics:
             "server_startup_seconds", "This process's start-up, from its creation to ready, by "
             "phase (server.startup.breakdown); phase=\"total\" is the whole.", ("phase",),
             registry=registry)
+        self.in_flight = Gauge(
+            "server_in_flight_requests", "Engine requests this server has in flight (accepted, not yet "
+            "ended); what a SIGTERM's drain waits for.", registry=registry)
         self.adapter_load_failures = Counter(
             "server_adapter_load_failures", "Adapter versions refused at load.",
             ("adapter",), registry=registry)

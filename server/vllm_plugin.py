@@ -18,6 +18,8 @@ It acts only when the parent is this server (the environment flag below is set b
    (`server.quantized_bases`).
 6. Start-up: phases timed into the server's start-up trace (`server.startup.engine_phases`), and
    the compile cache loadable on CPU (`server.startup.compile_cache`).
+7. This server's loggers write where vLLM's do, so what its engine-side code logs at INFO (which
+   code path the LoRA kernel runs) reaches the server's log beside vLLM's own lines.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def register() -> None:
     if os.environ.get(ENABLE_ENV) != "1":
         return
     started = time.time()
+    _share_vllm_logging()
     from server import lifeline
 
     lifeline.watch()
@@ -60,3 +63,16 @@ def register() -> None:
 
     compile_cache.install()
     engine_phases.install(started)  # last: it times the plugin's work above
+
+
+def _share_vllm_logging() -> None:
+    """Give the `server` loggers of this engine process vLLM's handlers and level (item 7)."""
+    import logging
+
+    ours, theirs = logging.getLogger("server"), logging.getLogger("vllm")
+    if ours.handlers or not theirs.handlers:
+        return
+    for handler in theirs.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(theirs.getEffectiveLevel())
+    ours.propagate = False

@@ -6,6 +6,7 @@ official `openai` client; starting it once keeps the suite fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -74,18 +75,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# What every test server shares. Only the session's server compiles the model (the way `make
+# serve` runs it); the others run eagerly: a compile costs 20-40 s per new engine configuration on
+# a 2-core machine, and what they test (parallelism, pooling, shutdown, quantized bases) does not
+# depend on it.
+SERVER_FLAGS = ("--dtype", "float32", "--max-model-len", "512", "--api-key", API_KEY, "--kv-cache-gib", "0.25")
+EAGER_FLAGS = ("--engine-arg", "enforce_eager=true")
+
+
 class ServerProcess:
-    def __init__(self, model: Path, adapters: Path, log: Path, *extra: str) -> None:
+    def __init__(self, model: Path, adapters: Path, log: Path, *extra: str, compiled: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.adapters = adapters
         self.log = log
         cmd = [sys.executable, "-m", "server", "--model", str(model), "--adapters", str(adapters),
-               "--port", str(self.port), "--dtype", "float32", "--max-model-len", "512",
-               "--api-key", API_KEY, "--kv-cache-gib", "0.25", *extra]
+               "--port", str(self.port), *SERVER_FLAGS, *(() if compiled else EAGER_FLAGS), *extra]
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -101,11 +110,20 @@ class ServerProcess:
         raise TimeoutError(f"server not ready:\n{self.log.read_text()[-4000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """Kill the server and its engine processes at once. A graceful stop takes 5-10 s here (the
+        engine core's teardown, then the interpreter's) and nothing after it is checked; the tests
+        of the drain (tests/e2e/test_operations.py) signal the server themselves."""
+        import psutil
+
         try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+            family = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        self.proc.wait(30)
+        psutil.wait_procs(family, timeout=30)
         self._log_file.close()
 
 
@@ -119,7 +137,7 @@ def server(tiny, tmp_path_factory):
     preferences = tiny["root"] / "feedback" / "preferences.jsonl"  # judgements made on /ui
     proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
                          "--tool-call-parser", "hermes", "--api-keys-file", str(keys),
-                         "--preferences-file", str(preferences))
+                         "--preferences-file", str(preferences), compiled=True)
     proc.keys_file = keys
     proc.preferences_file = preferences
     try:

@@ -1,11 +1,48 @@
-"""LoRA through the server equals transformers + PEFT, token for token (greedy, float32)."""
+"""LoRA through the server equals transformers + PEFT, token for token (greedy, float32).
+
+On each code path of the server's LoRA kernel this CPU runs: the session's server runs the CPU's
+own (AVX-512 where it has it); where that is not the portable path of AVX2-only CPUs (what CI
+runs), a second server runs that one too (ADAPTER_SERVE_LORA_ISA=portable).
+"""
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
+import openai
+import pytest
 
+from server.lora_ops import native
 from tests import oracle
+from tests.conftest import API_KEY, ServerProcess
+
+KERNEL_PATHS = ["native"] + (["portable"] if native.path() not in (None, "portable") else [])
+
+
+@pytest.fixture(scope="module", params=KERNEL_PATHS)
+def kernel_server(request, server, tiny, tmp_path_factory):
+    """The server whose LoRA kernel runs on the given path."""
+    if request.param == "native":
+        yield server
+        return
+    root = tmp_path_factory.mktemp(f"kernel-{request.param}")
+    adapters = root / "adapters"
+    for name in ("lora-a", "lora-b"):
+        shutil.copytree(tiny[name], adapters / name)
+    proc = ServerProcess(tiny["base"], adapters, root / "server.log",
+                         env={native.ISA_ENV: request.param})
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+    assert f"LoRA kernel: {request.param} path" in proc.log.read_text()  # the path asked for ran
+
+
+@pytest.fixture(scope="module")
+def kernel_client(kernel_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=kernel_server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
 
 PROMPTS = ["The quick brown fox", "Reverse the word: planet", "1 2 3 4"]
 MAX_NEW = 16
@@ -17,7 +54,8 @@ def served_ids(client, model: str, prompt_ids: list[int]) -> list[int]:
     return r.choices[0].model_extra["token_ids"]
 
 
-def test_two_loras_and_base_in_one_batch_match_peft(client, tiny):
+def test_two_loras_and_base_in_one_batch_match_peft(kernel_client, tiny):
+    client = kernel_client
     tok = oracle.tokenizer(tiny["base"])
     jobs = [(model, tok.encode(p)) for p in PROMPTS for model in ("lora-a", "lora-b", "base")]
     # Concurrent requests, so the engine batches different adapters together.
@@ -31,7 +69,8 @@ def test_two_loras_and_base_in_one_batch_match_peft(client, tiny):
     assert len({tuple(v) for v in outs.values()}) == 3
 
 
-def test_chat_with_lora_matches_peft(client, tiny):
+def test_chat_with_lora_matches_peft(kernel_client, tiny):
+    client = kernel_client
     tok = oracle.tokenizer(tiny["base"])
     messages = [{"role": "user", "content": "Say something about adapters."}]
     r = client.chat.completions.create(model="lora-b", messages=messages, max_tokens=MAX_NEW,
@@ -43,7 +82,7 @@ def test_chat_with_lora_matches_peft(client, tiny):
     assert r.choices[0].message.content == tok.decode(expected, skip_special_tokens=True)
 
 
-def test_lora_on_lm_head_matches_peft(client, server, tiny, tmp_path):
+def test_lora_on_lm_head_matches_peft(kernel_client, kernel_server, tiny, tmp_path):
     """vLLM applies LoRA on the output layer through its own logits wrapper: still PEFT's result."""
     from safetensors.torch import load_file, save_file
 
@@ -55,8 +94,8 @@ def test_lora_on_lm_head_matches_peft(client, server, tiny, tmp_path):
     weights = src / "adapter_model.safetensors"
     # PEFT also saves the full lm_head when it is targeted; only the A/B matrices are the adapter.
     save_file({k: v for k, v in load_file(weights).items() if "base_layer" not in k}, weights)
-    publish(src, server.adapters, "head-lora")
+    publish(src, kernel_server.adapters, "head-lora")
     ids = oracle.tokenizer(tiny["base"]).encode("the output layer")
-    got = served_ids(client, "head-lora", ids)
+    got = served_ids(kernel_client, "head-lora", ids)
     assert got == oracle.greedy(tiny["base"], ids, MAX_NEW, src)
-    assert got != served_ids(client, "base", ids)
+    assert got != served_ids(kernel_client, "base", ids)

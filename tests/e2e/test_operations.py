@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
+import time
 import httpx
 import psutil
 import pytest
@@ -133,6 +135,45 @@ def test_sigterm_refuses_new_requests_and_aborts_what_outlasts_the_drain(own_ser
     assert lines[-1] == "data: [DONE]"
     assert finish_reasons(lines) == ["abort"] * 4
     assert server.proc.wait(30) == 0
+
+
+def test_sigterm_lets_every_accepted_request_finish_whatever_its_adapter(own_server, tiny, tmp_path):
+    """More adapters than engine slots: at the signal most requests wait for a slot, half of them
+    for an adapter the engine has not loaded yet, and they must all still finish inside the drain
+    (loading and swapping adapters goes on while draining), and the server exit as soon as the
+    last one has, not at the timeout."""
+    names = [f"a{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        shutil.copytree(tiny["lora-a" if i % 2 else "lora-b"], tmp_path / name)
+    server = own_server("--max-loras", "1", "--max-cpu-loras", "2", "--shutdown-timeout", "120")
+    warm(server, *names[:3])  # known to the engine; the other three are loaded into it during the drain
+    results: dict[str, httpx.Response] = {}
+
+    def post(name: str) -> None:
+        results[name] = httpx.post(server.url + "/v1/completions", headers=HEADERS, timeout=120,
+                                   json={**LONG, "model": name, "max_tokens": 40})
+
+    threads = [threading.Thread(target=post, args=(name,)) for name in names]
+    with engine_held(server), httpx.Client(base_url=server.url, timeout=10) as http:
+        for t in threads:
+            t.start()
+        # Every request accepted: three in the engine (one slot: two wait for it), three waiting
+        # for their adapter to be loaded into the engine (validated, asked of the held engine).
+        assert wait_for(lambda: value(scrape(http), "server_in_flight_requests") == 3
+                        and value(scrape(http), "server_adapters_loaded") == len(names), timeout=60)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: refused(server, "GET", "/ready"), timeout=30)
+    assert server.proc.wait(110) == 0
+    exited = time.monotonic() - signalled
+    for t in threads:
+        t.join(10)
+    for name in names:
+        choice = results[name].json()["choices"][0]
+        assert results[name].status_code == 200 and choice["finish_reason"] == "length", (name, results[name].text)
+        assert results[name].json()["usage"]["completion_tokens"] == 40
+    # It exits once the last request has ended: far inside the 120 s it would have waited.
+    assert exited < 60, exited
 
 
 def test_queue_limit_answers_429_with_retry_after(own_server):

@@ -3,7 +3,7 @@ and `--data-parallel-size 2` each serve base and LoRA requests with the outputs 
 PEFT (greedy, float32), on this one-NUMA-node CPU machine without any environment set by hand
 (the server shares the cores out among a tensor or pipeline group's workers: server/engine.py).
 
-Three extra servers, one at a time (each ~1 min to start on two cores).
+Three extra servers, one at a time (20-60 s each to start on two cores).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def parallel_server(request, tiny, tmp_path_factory):
     adapters = root / "adapters"
     adapters.mkdir()
     shutil.copytree(tiny["lora-a"], adapters / "lora-a")
+    # pp2 runs compiled: vLLM's CPU runner cannot run a pipeline eagerly (server.engine refuses it).
     proc = ServerProcess(tiny["base"], adapters, root / "server.log", "--served-model-name", "base",
-                         *FLAGS[request.param])
+                         *FLAGS[request.param], compiled=request.param == "pp2")
     proc.name = request.param
     try:
         proc.wait_ready()

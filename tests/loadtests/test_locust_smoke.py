@@ -1,4 +1,4 @@
-"""A short real Locust run (headless, ~15 s, 4 users) against the session's server: no failures,
+"""A short real Locust run (headless, ~8 s, 4 users) against the session's server: no failures,
 and every adapter of the mix shows up in the stats.
 
 It caught, on the first run, vLLM's LoRA embedding wrapper killing the engine when a batch mixed
@@ -28,7 +28,7 @@ def test_locust_headless_run_has_no_failures(server, tmp_path):
     env = {**os.environ, "LOADTEST_API_KEY": API_KEY, "LOADTEST_ADAPTER_MIX": MIX,
            "LOADTEST_MAX_TOKENS": "8"}
     cmd = [str(locust), "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
-           "-u", "4", "-r", "4", "-t", "15s", "--host", server.url, "--csv", str(csv_prefix),
+           "-u", "4", "-r", "4", "-t", "8s", "--host", server.url, "--csv", str(csv_prefix),
            "--only-summary", "--stop-timeout", "10"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     with open(f"{csv_prefix}_stats.csv") as f:

@@ -56,6 +56,14 @@ def test_flags_and_engine_args_reach_the_vllm_config(tiny, restored_environment)
             parallel.distributed_executor_backend) == (1, 1, "mp")
 
 
+def test_pipeline_parallel_without_compilation_is_refused_on_cpu(tiny, restored_environment):
+    # vLLM's CPU runner would kill the engine at the first request (no pipeline buffers).
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256, pipeline_parallel_size=2,
+                          engine_arg=["enforce-eager=true"])
+    with pytest.raises(ValueError, match="--pipeline-parallel-size > 1 needs the compiled model on CPU"):
+        engine.prepare_engine(config)
+
+
 def test_defaults_leave_vllms_defaults(restored_environment):
     args = engine.engine_args(ServerConfig(model="m"))
     assert (args.max_num_batched_tokens, args.enable_prefix_caching,
