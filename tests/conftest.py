@@ -52,20 +52,65 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+MODELS_ENV = "ADAPTER_SERVE_TEST_MODELS"
+"""Where the suite keeps the models it builds (default: $XDG_CACHE_HOME/adapter-serve/test-models)."""
+
+
+def models_cache() -> Path:
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adapter-serve" / "test-models"
+
+
+def cached_build(name: str, build, *inputs) -> Path:
+    """`build(out_dir)`'s result, kept at a path named by what determines it: the builders' source
+    (training/tiny), the library versions, `inputs`. The builders are deterministic, so the same
+    path means the same files, run after run; and vLLM's compile cache, keyed by the model's path
+    among other things, is warm from the second run of the suite on. Built beside the target and
+    renamed into place (a concurrent build of the same key simply loses). Tests copy what they
+    change (tests/e2e/helpers.publish), never write into these."""
+    import hashlib
+    import importlib.metadata
+    import uuid
+
+    digest = hashlib.sha256()
+    for source in sorted((Path(__file__).parents[1] / "training" / "tiny").glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for package in ("torch", "transformers", "peft", "tokenizers", "safetensors"):
+        digest.update(importlib.metadata.version(package).encode() + b"\0")
+    digest.update(repr([name, *(str(i) for i in inputs)]).encode())
+    # KEY/NAME: the folder keeps its name (a server serves a model under its folder's name).
+    keyed = models_cache() / f"{name}-{digest.hexdigest()[:16]}"
+    if (keyed / name).is_dir():
+        return keyed / name
+    keyed.parent.mkdir(parents=True, exist_ok=True)
+    building = keyed.parent / f".{keyed.name}.{uuid.uuid4().hex}"
+    try:
+        build(building / name)
+        building.rename(keyed)
+    except OSError:
+        if not (keyed / name).is_dir():
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return keyed / name
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, Path]:
-    """Base model (float32) plus reference adapters kept outside the served directory."""
+    """Base model (float32) plus reference adapters kept outside the served directory (at stable
+    paths: `cached_build`); `root` is this session's own folder for what tests write."""
     root = tmp_path_factory.mktemp("tiny")
-    base = build_base_model(root / "base", spec="test", dtype="float32")
-    refs = root / "reference-adapters"
+    base = cached_build("base", lambda out: build_base_model(out, spec="test", dtype="float32"), "test", "float32")
     return {
         "root": root,
         "base": base,
-        "lora-a": build_lora_adapter(base, refs / "lora-a", rank=8, seed=1),
-        "lora-b": build_lora_adapter(base, refs / "lora-b", rank=16, seed=2),
-        "prompt-a": build_prompt_tuning_adapter(base, refs / "prompt-a", num_virtual_tokens=8, seed=3),
+        "lora-a": cached_build("lora-a", lambda out: build_lora_adapter(base, out, rank=8, seed=1), base),
+        "lora-b": cached_build("lora-b", lambda out: build_lora_adapter(base, out, rank=16, seed=2), base),
+        "prompt-a": cached_build("prompt-a", lambda out: build_prompt_tuning_adapter(
+            base, out, num_virtual_tokens=8, seed=3), base),
         # Trained (seconds) to call training.tiny.tool_calls' weather tool in the hermes format.
-        "tool-lora": build_tool_calling_lora(base, refs / "tool-lora"),
+        "tool-lora": cached_build("tool-lora", lambda out: build_tool_calling_lora(base, out), base),
     }
 
 
