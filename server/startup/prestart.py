@@ -223,7 +223,9 @@ def install() -> None:
 def _find_command_line() -> None:
     """Have setproctitle (vLLM's process titles: `VLLM::EngineCore`, what tools look for) find
     the command line's memory now. It finds it from the first environment string, on first use;
-    once the environment below has replaced that string it finds nothing and titles stay unset."""
+    once that string has been replaced (by the environment handed over, or by an import that
+    sets a variable: a suite run with XDG_CACHE_HOME first in its environment lost the title so)
+    it finds nothing and titles stay unset. So: first thing in the process."""
     try:
         import setproctitle  # a vLLM dependency
     except ImportError:
@@ -233,6 +235,7 @@ def _find_command_line() -> None:
 
 def _serve(conn: Connection, modules: tuple[str, ...]) -> None:
     """The prestarted process: import, wait for the job, run it as the engine core."""
+    _find_command_line()
     for module in modules:
         try:
             importlib.import_module(module)
@@ -248,7 +251,6 @@ def _serve(conn: Connection, modules: tuple[str, ...]) -> None:
         conn.close()
     changed = {key for key in environ.keys() | os.environ.keys()
                if environ.get(key) != os.environ.get(key)}
-    _find_command_line()
     for key in changed:  # only what changed, the rest left where the process started with it
         _set_env(key, environ.get(key))
     name, target, kwargs = ForkingPickler.loads(job)

@@ -103,6 +103,24 @@ def test_the_first_engine_core_runs_in_the_prestarted_process_with_the_environme
     assert process.exitcode == 0  # the claimed one is vLLM's to stop, not release()'s
 
 
+def test_the_engine_core_keeps_its_title_when_an_import_changes_the_environment(monkeypatch, tmp_path):
+    # setproctitle finds the command line from the first environment string; an import in the
+    # prestarted interpreter that replaced it left the engine core without its title.
+    monkeypatch.setattr(prestart, "PRELOAD", (MARKER, "tests.server.startup.prestart_env_changer"))
+    prestart.start()
+    try:
+        for name, value in prestart._prestarted.environment.items():
+            monkeypatch.setenv(name, value)
+        out = tmp_path / "title.json"
+        process = prestart._Context(SPAWN).Process(target=_probe, name="EngineCore",
+                                                   kwargs={"out": str(out), "vllm_config": _config()})
+        seen = _run(process, out)
+        assert seen["pid"] == prestart._prestarted.process.pid and seen["preloaded"]  # it ran there
+        assert seen["title"] == "VLLM::EngineCore"
+    finally:
+        prestart.release()
+
+
 def test_arguments_only_spawn_can_pass_get_a_process_of_their_own(prestarted, tmp_path):
     out = tmp_path / "queue.json"
     process = prestart._Context(SPAWN).Process(
