@@ -7,12 +7,20 @@
    pretty-print then write worse JSON) and cannot be combined with the `auto` backend. xgrammar
    can bound each run instead (`max_whitespace_cnt`), which keeps indented JSON and ends the loop
    (--json-max-whitespace).
-2. Length-bounded strings. xgrammar 0.2.8 compiles a string with `minLength`/`maxLength` to a
-   character class that admits raw control characters (xgrammar issue #800): a TAB inside such a
-   string is invalid JSON that strict parsers (json.loads, pydantic) refuse. The same bound
-   written as a `pattern` goes through xgrammar's JSON-aware regex, which refuses them, so
-   bounded strings are rewritten to `"pattern": "^.{min,max}$"`, in runs of at most 128
+2. Strings of valid UTF-8 and of the length asked. xgrammar 0.2.8 compiles a string with
+   `minLength`/`maxLength` to a character class that admits raw control characters (xgrammar
+   issue #800): a TAB inside such a string is invalid JSON that strict parsers (json.loads,
+   pydantic) refuse. And it builds the byte automaton of `.`, and of wide character classes,
+   from lead-byte and continuation ranges that also take overlong forms and UTF-16 surrogates
+   (E0 8A 8A, ED A0 80): invalid UTF-8, which decodes to one U+FFFD per byte, so a string of 8
+   characters to the grammar came back 10 characters long (a `maxLength: 8` broken, openai's
+   `parse()` refusing the answer); plain strings take surrogates too. So every string without a
+   pattern, format, enum or const of its own is rewritten to a `pattern` of `STRING_CHAR`s: a
+   character class split at UTF-8 lead-byte boundaries, one alternative per range, each of which
+   xgrammar builds exactly (and no raw control characters, quotes or backslashes; JSON's short
+   escapes are alternatives of their own), with the bounds as repeats in runs of at most 128
    (`MAX_REPEAT`: a longer repeat fails to compile in xgrammar 0.2.8's cached compiler).
+   Patterns a schema brings are compiled as written.
 
 Both apply to JSON schemas, JSON objects and the JSON inside structural tags (tool calls).
 """
@@ -27,6 +35,14 @@ LIMIT_ENV = "ADAPTER_SERVE_JSON_MAX_WHITESPACE"
 
 MAX_REPEAT = 128
 
+STRING_CHAR = ("(?:[ !#-\\[\\]-~]|\\\\[\"\\\\/bfnrt]|[\u00a0-\u07ff]|[\u0800-\u0fff]|[\u1000-\ucfff]"
+               "|[\ud000-\ud7ff]|[\ue000-\ufffd]|[\U00010000-\U0003ffff]|[\U00040000-\U000fffff]"
+               "|[\U00100000-\U0010ffff])")
+"""One character of a JSON string, as valid UTF-8 only (see 2.): printable ASCII but the quote and
+the backslash; a short escape (one character once decoded); or a code point of a range within
+which every UTF-8 lead byte takes its full continuation range (the ranges are written as the
+characters themselves: xgrammar's regex has no escape for code points above U+FFFF)."""
+
 # Keys whose values are JSON data, not schemas: never rewritten.
 _DATA_KEYS = frozenset({"enum", "const", "default", "examples"})
 _STRING_CONSTRAINTS = frozenset({"pattern", "format", "enum", "const"})
@@ -38,27 +54,26 @@ def whitespace_limit() -> int | None:
 
 
 def fix_schema(schema):
-    """The schema with length-bounded strings as patterns (see 2. above)."""
+    """The schema with its strings as patterns of valid UTF-8 and their lengths (see 2. above)."""
     if isinstance(schema, list):
         return [fix_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     fixed = {key: value if key in _DATA_KEYS else fix_schema(value)
              for key, value in schema.items()}
-    lengths = ("minLength" in fixed, "maxLength" in fixed)
-    if fixed.get("type") == "string" and any(lengths) and not _STRING_CONSTRAINTS & fixed.keys():
+    if fixed.get("type") == "string" and not _STRING_CONSTRAINTS & fixed.keys():
         fixed["pattern"] = length_pattern(fixed.pop("minLength", 0), fixed.pop("maxLength", None))
     return fixed
 
 
 def length_pattern(low: int, high: int | None) -> str:
-    """A regex for strings of `low` to `high` (None: any more) characters, no repeat above
+    """A regex for strings of `low` to `high` (None: any more) STRING_CHARs, no repeat above
     MAX_REPEAT: the required characters in exact runs, then the optional ones in bounded runs."""
     def runs(count: int, optional: bool) -> str:
         sizes = [MAX_REPEAT] * (count // MAX_REPEAT) + [count % MAX_REPEAT] * bool(count % MAX_REPEAT)
-        return "".join(f".{{0,{n}}}" if optional else f".{{{n}}}" for n in sizes)
+        return "".join(f"{STRING_CHAR}{{0,{n}}}" if optional else f"{STRING_CHAR}{{{n}}}" for n in sizes)
 
-    rest = ".*" if high is None else runs(max(high - low, 0), optional=True)
+    rest = f"{STRING_CHAR}*" if high is None else runs(max(high - low, 0), optional=True)
     return f"^{runs(low, optional=False)}{rest}$"
 
 

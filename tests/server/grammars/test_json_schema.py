@@ -8,7 +8,7 @@ import pytest
 import xgrammar
 from xgrammar.testing import _is_grammar_accept_string
 
-from server.grammars.json_schema import fix_schema, fix_structural_tag
+from server.grammars.json_schema import STRING_CHAR, fix_schema, fix_structural_tag
 
 BOUNDED = {"type": "object", "properties": {"a": {"type": "string", "minLength": 1,
                                                   "maxLength": 5}},
@@ -45,8 +45,55 @@ def test_rewrite_leaves_other_strings_and_data_alone():
     fixed = fix_schema(schema)
     assert fixed["properties"]["p"] == schema["properties"]["p"]
     assert fixed["properties"]["f"] == schema["properties"]["f"]
-    assert fixed["properties"]["type"] == {"type": "string", "pattern": "^.{0,2}$"}
+    assert fixed["properties"]["type"] == {"type": "string", "pattern": f"^{STRING_CHAR}{{0,2}}$"}
     assert fixed["examples"] == schema["examples"]
+    assert fix_schema({"type": "string"}) == {"type": "string", "pattern": f"^{STRING_CHAR}*$"}
+    assert fix_schema({"type": "string", "enum": ["x"]}) == {"type": "string", "enum": ["x"]}
+
+
+def byte_matcher_accepts():
+    """accepts(schema, raw bytes): xgrammar's matcher fed one byte per token, so that any byte
+    sequence can be tried, invalid UTF-8 included (what a byte-level BPE model can sample)."""
+    vocab = [bytes([i]) for i in range(256)] + [b"<eos>"]
+    compiler = xgrammar.GrammarCompiler(xgrammar.TokenizerInfo(vocab, stop_token_ids=[256]))
+
+    def accepts_bytes(schema: dict, data: bytes) -> bool:
+        matcher = xgrammar.GrammarMatcher(compiler.compile_json_schema(json.dumps(schema), any_whitespace=False))
+        return all(matcher.accept_token(b) for b in data) and matcher.accept_token(256)
+
+    return accepts_bytes
+
+
+accepts_bytes = byte_matcher_accepts()
+INVALID_UTF8 = [b"\xe0\x8a\x8a", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\x80",
+                b"\xe4\xb8"]  # overlong, overlong, surrogate, overlong, above U+10FFFF, lone, cut
+VALID = ["a", "ʊ", "中", "😀", "ࠀ", "퟿", "\ue000", "\ufffd", '"', "\\", "\n", "/", "~ #[]"]
+
+
+def test_xgrammar_admits_invalid_utf8_in_strings():
+    """The upstream behaviour the rewrite exists for (a `maxLength: 8` string came back 10
+    characters long): if this starts failing, xgrammar builds exact UTF-8 and the class can go."""
+    bounded = {"type": "object", "properties": {"w": {"type": "string", "pattern": "^.{0,8}$"}}, "required": ["w"]}
+    plain = {"type": "object", "properties": {"w": {"type": "string"}}, "required": ["w"]}
+    assert accepts_bytes(bounded, b'{"w": "\xe0\x8a\x8a"}')
+    assert accepts_bytes(plain, b'{"w": "\xed\xa0\x80"}')
+
+
+@pytest.mark.parametrize("string", [{"type": "string"}, {"type": "string", "maxLength": 8},
+                                    {"type": "string", "minLength": 1, "maxLength": 300}])
+def test_rewritten_strings_take_only_valid_utf8(string):
+    schema = fix_schema({"type": "object", "properties": {"w": string}, "required": ["w"]})
+    assert not [b for b in INVALID_UTF8 if accepts_bytes(schema, b'{"w": "' + b + b'"}')]
+    for text in VALID:
+        data = json.dumps({"w": text}, ensure_ascii=False).encode()
+        assert accepts_bytes(schema, data), data
+        assert json.loads(data.decode("utf-8"))["w"] == text  # strict UTF-8, decoded as sent
+
+
+def test_bounded_strings_count_characters_not_bytes():
+    schema = fix_schema({"type": "object", "properties": {"w": {"type": "string", "maxLength": 8}}, "required": ["w"]})
+    for text, ok in [("中" * 8, True), ("中" * 9, False), ('"' * 8, True), ('"' * 9, False), ("😀" * 8, True)]:
+        assert accepts_bytes(schema, json.dumps({"w": text}, ensure_ascii=False).encode()) is ok, text
 
 
 def test_whitespace_bound():
