@@ -137,11 +137,13 @@ class ServerConfig:
     """Grammar engine of `response_format` and tool-call constraints. `auto`: xgrammar, and
     llguidance for the schemas, regexes or grammars xgrammar does not support."""
 
-    json_max_whitespace: int = 20
-    """Longest run of whitespace (characters) allowed between the tokens of a JSON output
-    (response_format json_object / json_schema, xgrammar backend). Bounds the whitespace loops
-    some models fall into under a JSON grammar while keeping indented JSON. 0: compact JSON;
-    -1: no bound (vLLM's behaviour)."""
+    json_max_whitespace: int = 0
+    """Whitespace allowed between the tokens of a JSON output (response_format json_object /
+    json_schema, forced tool calls; xgrammar backend). 0: compact JSON, as OpenAI's structured
+    outputs (`{"a":1}`; forced tool calls: at most one character per gap); N: at most N
+    characters per gap (room for indentation, and an end to the whitespace loops some models
+    fall into under a JSON grammar); -1: no bound (vLLM's behaviour). A request may choose with
+    its `json_max_whitespace` field."""
 
     fast_lora_ops: bool = True
     """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first

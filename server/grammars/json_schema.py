@@ -1,12 +1,18 @@
 """Two fixes to the JSON grammars xgrammar compiles in the engine (from `server.vllm_plugin`).
 
-1. Bounded whitespace. The grammars allow any amount of whitespace between JSON tokens, and some
-   models then write whitespace until `max_tokens` (vLLM issue #38696: real models,
-   `finish_reason: "length"`, an unfinished object); small fine-tuned adapters do so more
-   easily. vLLM's remedy, `disable_any_whitespace`, forbids whitespace altogether (models that
-   pretty-print then write worse JSON) and cannot be combined with the `auto` backend. xgrammar
-   can bound each run instead (`max_whitespace_cnt`), which keeps indented JSON and ends the loop
-   (--json-max-whitespace).
+1. Compact JSON, or bounded whitespace. The grammars allow any amount of whitespace between JSON
+   tokens, and some models then write whitespace until `max_tokens` (vLLM issue #38696: real
+   models, `finish_reason: "length"`, an unfinished object); small fine-tuned adapters do so
+   more easily (the 20 characters per gap once allowed here still ran answers into max_tokens).
+   By default the JSON is compact, as OpenAI's structured outputs are (`{"a":1,"b":[2]}`:
+   xgrammar's `any_whitespace=False` with separators "," and ":"; xgrammar 0.2.8 still puts one
+   space after the commas of free-form parts, any-JSON values and `json_object`, its issue #945).
+   --json-max-whitespace N (or a request's `json_max_whitespace`) allows up to N characters per
+   gap instead (`max_whitespace_cnt`: room for indentation, and still an end to the loop); -1
+   leaves it unbounded. A request's choice reaches this process inside its schema or structural
+   tag, under WHITESPACE_KEY, which is removed before xgrammar sees it. Structural tags (forced
+   tool calls) can only bound runs in xgrammar 0.2.8, at 1 or more: compact there means at most
+   one whitespace character per gap.
 2. Strings of valid UTF-8 and of the length asked. xgrammar 0.2.8 compiles a string with
    `minLength`/`maxLength` to a character class that admits raw control characters (xgrammar
    issue #800): a TAB inside such a string is invalid JSON that strict parsers (json.loads,
@@ -31,7 +37,10 @@ import json
 import os
 
 LIMIT_ENV = "ADAPTER_SERVE_JSON_MAX_WHITESPACE"
-"""Set by server.engine from ServerConfig.json_max_whitespace (empty: no bound)."""
+"""Set by server.engine from ServerConfig.json_max_whitespace (empty: no bound, 0: compact)."""
+WHITESPACE_KEY = "x-adapter-serve-json-max-whitespace"
+"""A request's own json_max_whitespace, put at the root of its schema or structural tag by
+server.serving.structured_outputs (-1: no bound)."""
 
 MAX_REPEAT = 128
 
@@ -49,8 +58,17 @@ _STRING_CONSTRAINTS = frozenset({"pattern", "format", "enum", "const"})
 
 
 def whitespace_limit() -> int | None:
+    """The server's limit: None unbounded, 0 compact, N at most N characters per gap."""
     value = os.environ.get(LIMIT_ENV)
     return int(value) if value else None
+
+
+def _request_limit(root, default: int | None) -> int | None:
+    """Pop a request's own limit from a schema's or tag's root (-1 there: unbounded)."""
+    if not isinstance(root, dict) or WHITESPACE_KEY not in root:
+        return default
+    limit = int(root.pop(WHITESPACE_KEY))
+    return None if limit < 0 else limit
 
 
 def fix_schema(schema):
@@ -86,9 +104,35 @@ def fix_structural_tag(tag, bound: int | None):
     if tag.get("type") == "json_schema" and "json_schema" in tag:
         tag = {**tag, "json_schema": fix_schema(tag["json_schema"])}
         if bound is not None and tag.get("max_whitespace_cnt") is None:
-            tag["max_whitespace_cnt"] = bound
+            tag["max_whitespace_cnt"] = max(bound, 1)  # xgrammar's least: 1 (see 1.)
         return tag
     return {key: fix_structural_tag(value, bound) for key, value in tag.items()}
+
+
+def json_schema_arguments(schema, bound: int | None, *, any_whitespace: bool = True,
+                          max_whitespace_cnt: int | None = None, **kwargs) -> tuple[object, dict]:
+    """What xgrammar's compile_json_schema gets for `schema` (a JSON string or dict) under the
+    server's whitespace limit `bound`: both fixes, and the request's own limit if it has one."""
+    limit = bound
+    if isinstance(schema, (str, dict)):
+        schema = json.loads(schema) if isinstance(schema, str) else dict(schema)
+        limit = _request_limit(schema, bound)
+        schema = fix_schema(schema)
+    # What vLLM asked (its engine-wide disable_any_whitespace, a caller's bound) stands.
+    if any_whitespace and max_whitespace_cnt is None and limit is not None:
+        if limit == 0:
+            any_whitespace = False
+            if kwargs.get("separators") is None:
+                kwargs["separators"] = (",", ":")
+        else:
+            max_whitespace_cnt = limit
+    return schema, {"any_whitespace": any_whitespace, "max_whitespace_cnt": max_whitespace_cnt, **kwargs}
+
+
+def structural_tag_argument(tag: str, bound: int | None) -> str:
+    """What xgrammar's compile_structural_tag gets for vLLM's structural tag (a JSON string)."""
+    parsed = json.loads(tag)
+    return json.dumps(fix_structural_tag(parsed, _request_limit(parsed, bound)))
 
 
 def install() -> None:
@@ -101,18 +145,13 @@ def install() -> None:
     bound = whitespace_limit()
     json_schema, structural_tag = cls.compile_json_schema, cls.compile_structural_tag
 
-    def compile_json_schema(self, schema, *, any_whitespace: bool = True,
-                            max_whitespace_cnt: int | None = None, **kwargs):
-        if isinstance(schema, (str, dict)):
-            schema = fix_schema(json.loads(schema) if isinstance(schema, str) else schema)
-        if any_whitespace and max_whitespace_cnt is None:
-            max_whitespace_cnt = bound
-        return json_schema(self, schema, any_whitespace=any_whitespace,
-                           max_whitespace_cnt=max_whitespace_cnt, **kwargs)
+    def compile_json_schema(self, schema, **kwargs):
+        schema, kwargs = json_schema_arguments(schema, bound, **kwargs)
+        return json_schema(self, schema, **kwargs)
 
     def compile_structural_tag(self, *args, **kwargs):
         if len(args) == 1 and not kwargs and isinstance(args[0], str):  # vLLM's current form
-            args = (json.dumps(fix_structural_tag(json.loads(args[0]), bound)),)
+            args = (structural_tag_argument(args[0], bound),)
         return structural_tag(self, *args, **kwargs)
 
     cls.compile_json_schema = compile_json_schema

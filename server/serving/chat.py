@@ -93,7 +93,7 @@ async def start_chat(state: ServerState, request: ChatCompletionRequest, caller:
         # A forced tool call's constraint replaces response_format, which shapes a message.
         constraint = structured_outputs.checked(
             state.engine, tools.constraint if tools and tools.constraint
-            else structured_outputs.requested(request))
+            else structured_outputs.requested(request), request.json_max_whitespace)
         params = sampling_params(
             request, max_tokens=renderer.max_tokens(prompt_tokens, requested, param),
             logprobs=top_logprobs, max_logprobs=state.config.max_logprobs,

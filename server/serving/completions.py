@@ -40,7 +40,8 @@ async def create_completion(
         virtual = target.num_virtual_tokens
         max_tokens = min(renderer.max_tokens(len(p.token_ids) + virtual, request.max_tokens)
                          for p in prompts)
-        constraint = structured_outputs.checked(state.engine, structured_outputs.requested(request))
+        constraint = structured_outputs.checked(state.engine, structured_outputs.requested(request),
+                                                request.json_max_whitespace)
         params = sampling_params(request, max_tokens=max_tokens, logprobs=request.logprobs,
                                  max_logprobs=state.config.max_logprobs,
                                  vocab_size=renderer.vocab_size, constraint=constraint)

@@ -101,7 +101,7 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         temperature=request.temperature, top_p=request.top_p, seed=request.seed,
         top_k=request.top_k, min_p=request.min_p, repetition_penalty=request.repetition_penalty,
         soft_prompt=request.soft_prompt, use_adapter_template=request.use_adapter_template,
-        request_timeout=request.request_timeout,
+        request_timeout=request.request_timeout, json_max_whitespace=request.json_max_whitespace,
         user=request.user, parallel_tool_calls=request.parallel_tool_calls,
         response_format=None if fmt is None else ResponseFormat(type=fmt.type,
                                                                json_schema=fmt.json_schema()),

@@ -11,6 +11,7 @@ grammar, so a constrained output always parses, unless `max_tokens` cuts it shor
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import jsonschema
@@ -18,6 +19,7 @@ from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
 from server.errors import bad_request
+from server.grammars.json_schema import WHITESPACE_KEY
 from server.protocol.common import SamplingRequest
 
 ANY_JSON_OBJECT = {"type": "object"}
@@ -61,10 +63,33 @@ def requested(request: SamplingRequest) -> Constraint | None:
     return Constraint(StructuredOutputsParams(**{name: value}), f"structured_outputs.{name}")
 
 
-def checked(engine, constraint: Constraint | None) -> Constraint | None:
+def checked(engine, constraint: Constraint | None, json_max_whitespace: int | None = None
+            ) -> Constraint | None:
+    """The constraint, checked (`check`), with the request's own whitespace choice in it."""
     if constraint is not None:
+        constraint = dataclasses.replace(constraint, params=with_whitespace(constraint.params,
+                                                                            json_max_whitespace))
         check(constraint, engine)
     return constraint
+
+
+def with_whitespace(params: StructuredOutputsParams, limit: int | None) -> StructuredOutputsParams:
+    """`params` with a request's whitespace limit at the root of its JSON schema or structural
+    tag, where the engine's grammar fix reads (and removes) it: server.grammars.json_schema.
+    Unchanged without a limit, or for a regex, choice or grammar (they say their own spaces)."""
+    if limit is None:
+        return params
+    if params.json_object:
+        return dataclasses.replace(params, json_object=None, json={**ANY_JSON_OBJECT, WHITESPACE_KEY: limit})
+    if params.json is not None:
+        schema = json.loads(params.json) if isinstance(params.json, str) else params.json
+        if isinstance(schema, dict):
+            return dataclasses.replace(params, json={**schema, WHITESPACE_KEY: limit})
+    if params.structural_tag is not None:
+        tag = json.loads(params.structural_tag)
+        if isinstance(tag, dict):
+            return dataclasses.replace(params, structural_tag=json.dumps({**tag, WHITESPACE_KEY: limit}))
+    return params
 
 
 def check(constraint: Constraint, engine) -> None:

@@ -98,6 +98,32 @@ def test_fifty_sampled_outputs_all_validate_whatever_the_other_controls(client):
     assert any(not json.loads(text)["note"].isascii() for text, _ in results)
 
 
+STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def whitespace_outside_strings(text: str) -> bool:
+    return any(ch.isspace() for ch in STRING.sub('""', text))
+
+
+def test_json_is_compact_unless_the_request_allows_whitespace(client):
+    """Compact by default (--json-max-whitespace 0), as OpenAI's structured outputs are: no token
+    of the budget goes to whitespace. A request may allow some (`json_max_whitespace`), and the
+    random model then uses it."""
+
+    def answers(**extra) -> list[str]:
+        r = client.chat.completions.create(model="lora-a", messages=MESSAGES, max_tokens=400, temperature=1.0,
+                                           seed=11, n=6, response_format=json_schema_format(NESTED),
+                                           extra_body=extra or None)
+        return [c.message.content for c in r.choices if c.finish_reason == "stop"]
+
+    compact = answers()
+    assert compact and not any(whitespace_outside_strings(t) for t in compact), compact
+    roomy = answers(json_max_whitespace=8)
+    assert roomy and any(whitespace_outside_strings(t) for t in roomy), roomy
+    for text in compact + roomy:
+        jsonschema.validate(json.loads(text), NESTED)
+
+
 def test_json_object_is_any_object(client):
     r = client.chat.completions.create(model="lora-a", messages=MESSAGES, max_tokens=300,
                                        temperature=1.0, seed=7, n=3,

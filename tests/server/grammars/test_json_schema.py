@@ -8,7 +8,14 @@ import pytest
 import xgrammar
 from xgrammar.testing import _is_grammar_accept_string
 
-from server.grammars.json_schema import STRING_CHAR, fix_schema, fix_structural_tag
+from server.grammars.json_schema import (
+    STRING_CHAR,
+    WHITESPACE_KEY,
+    fix_schema,
+    fix_structural_tag,
+    json_schema_arguments,
+    structural_tag_argument,
+)
 
 BOUNDED = {"type": "object", "properties": {"a": {"type": "string", "minLength": 1,
                                                   "maxLength": 5}},
@@ -57,14 +64,14 @@ def byte_matcher_accepts():
     vocab = [bytes([i]) for i in range(256)] + [b"<eos>"]
     compiler = xgrammar.GrammarCompiler(xgrammar.TokenizerInfo(vocab, stop_token_ids=[256]))
 
-    def accepts_bytes(schema: dict, data: bytes) -> bool:
-        matcher = xgrammar.GrammarMatcher(compiler.compile_json_schema(json.dumps(schema), any_whitespace=False))
+    def accepts_bytes_with(schema: dict, data: bytes, **kwargs) -> bool:
+        matcher = xgrammar.GrammarMatcher(compiler.compile_json_schema(json.dumps(schema), **kwargs))
         return all(matcher.accept_token(b) for b in data) and matcher.accept_token(256)
 
-    return accepts_bytes
+    return (lambda schema, data: accepts_bytes_with(schema, data, any_whitespace=False)), accepts_bytes_with
 
 
-accepts_bytes = byte_matcher_accepts()
+accepts_bytes, accepts_bytes_with = byte_matcher_accepts()
 INVALID_UTF8 = [b"\xe0\x8a\x8a", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\x80",
                 b"\xe4\xb8"]  # overlong, overlong, surrogate, overlong, above U+10FFFF, lone, cut
 VALID = ["a", "ʊ", "中", "😀", "ࠀ", "퟿", "\ue000", "\ufffd", '"', "\\", "\n", "/", "~ #[]"]
@@ -103,6 +110,41 @@ def test_whitespace_bound():
     assert not accepts(schema, '{"a":' + " " * 5 + "1}", max_whitespace_cnt=4)
 
 
+PAIR = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["a", "b"], "additionalProperties": False}
+
+
+def compiled_accepts(schema, bound, data: str) -> bool:
+    """What the engine's wrapped compile_json_schema accepts, for the server's limit `bound`."""
+    schema, kwargs = json_schema_arguments(json.dumps(schema), bound)
+    return accepts_bytes_with(schema, data.encode(), **kwargs)
+
+
+@pytest.mark.parametrize("bound, text, ok", [
+    (0, '{"a":1,"b":[1,2]}', True), (0, '{"a": 1,"b":[1,2]}', False), (0, '{\n"a":1,"b":[1,2]}', False),
+    (2, '{"a":  1,\n"b":[1, 2]}', True), (2, '{"a":   1,"b":[1,2]}', False),
+    (None, '{"a":' + " " * 40 + '1,"b":[1,2]}', True),
+])
+def test_compact_by_default_bounded_or_free_on_request(bound, text, ok):
+    assert compiled_accepts(PAIR, bound, text) is ok
+
+
+@pytest.mark.parametrize("request_limit, text, ok", [
+    (0, '{"a":1,"b":[1,2]}', True), (0, '{"a": 1,"b":[1,2]}', False),
+    (3, '{"a":   1,"b":[1,2]}', True), (-1, '{"a":' + " " * 40 + '1,"b":[1,2]}', True),
+])
+def test_a_requests_own_limit_beats_the_servers(request_limit, text, ok):
+    marked = {**PAIR, WHITESPACE_KEY: request_limit}
+    assert compiled_accepts(marked, 0, text) is ok
+    schema, _ = json_schema_arguments(marked, 0)
+    assert WHITESPACE_KEY not in schema  # never reaches xgrammar
+
+
+def test_vllms_own_compact_setting_stands():
+    schema, kwargs = json_schema_arguments(PAIR, 5, any_whitespace=False, separators=(",", ":"))
+    assert kwargs["any_whitespace"] is False and kwargs["max_whitespace_cnt"] is None
+
+
 def test_structural_tags_get_both_fixes():
     tag = {"type": "structural_tag", "format": {"type": "tags_with_separator", "separator": "", "tags": [
         {"type": "tag", "begin": "<tool_call>", "end": "</tool_call>",
@@ -111,6 +153,13 @@ def test_structural_tags_get_both_fixes():
     assert content["max_whitespace_cnt"] == 7
     assert content["json_schema"] == fix_schema(BOUNDED)
     xgrammar.Grammar.from_structural_tag(json.dumps(fix_structural_tag(tag, 7)))  # still valid
+    # Compact (0): xgrammar's structural tags bound runs at 1 at least.
+    assert fix_structural_tag(tag, 0)["format"]["tags"][0]["content"]["max_whitespace_cnt"] == 1
+    # A request's own limit, at the tag's root, wins and is removed.
+    fixed = json.loads(structural_tag_argument(json.dumps({**tag, WHITESPACE_KEY: 3}), 0))
+    assert WHITESPACE_KEY not in fixed and fixed["format"]["tags"][0]["content"]["max_whitespace_cnt"] == 3
+    fixed = json.loads(structural_tag_argument(json.dumps({**tag, WHITESPACE_KEY: -1}), 0))
+    assert fixed["format"]["tags"][0]["content"]["max_whitespace_cnt"] is None
 
 
 @pytest.mark.parametrize("low, high", [(0, 5), (3, None), (150, 300), (0, 129), (256, 256)])

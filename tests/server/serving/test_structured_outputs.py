@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from server.errors import APIError
@@ -52,3 +54,30 @@ def test_controls_that_fight_a_grammar_are_refused(fields, param):
     with pytest.raises(APIError) as e:
         structured_outputs.refuse_conflicts(request)
     assert e.value.param == param
+
+
+def test_a_requests_whitespace_choice_is_marked_where_the_engine_reads_it():
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from server.grammars.json_schema import WHITESPACE_KEY
+
+    mark = structured_outputs.with_whitespace
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert mark(StructuredOutputsParams(json=schema), None).json == schema  # the server's default
+    assert mark(StructuredOutputsParams(json=schema), 4).json == {**schema, WHITESPACE_KEY: 4}
+    assert schema == {"type": "object", "properties": {"a": {"type": "integer"}}}  # not the caller's dict
+    as_text = mark(StructuredOutputsParams(json='{"type": "integer"}'), 0)
+    assert as_text.json == {"type": "integer", WHITESPACE_KEY: 0}
+    any_object = mark(StructuredOutputsParams(json_object=True), -1)
+    assert not any_object.json_object and any_object.json == {"type": "object", WHITESPACE_KEY: -1}
+    tag = mark(StructuredOutputsParams(structural_tag='{"type": "structural_tag", "format": {}}'), 2)
+    assert json.loads(tag.structural_tag)[WHITESPACE_KEY] == 2
+    for other in (StructuredOutputsParams(regex="[0-9]+"), StructuredOutputsParams(choice=["a"])):
+        assert mark(other, 0) == other  # they say their own spaces
+
+
+def test_json_max_whitespace_is_a_checked_extension():
+    request = CompletionRequest.model_validate({"model": "base", "prompt": "x", "json_max_whitespace": 3})
+    assert request.json_max_whitespace == 3
+    with pytest.raises(ValueError):
+        CompletionRequest.model_validate({"model": "base", "prompt": "x", "json_max_whitespace": -2})
