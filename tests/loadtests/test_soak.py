@@ -16,8 +16,8 @@ def test_short_soak_with_adapter_churn(server, tiny, tmp_path):
     code = soak.main([
         "--url", server.url, "--adapters", str(server.adapters), "--base", str(tiny["base"]),
         "--api-key", API_KEY, "--mix", "base,lora-a,prompt-a,lora-a+prompt-a,hot",
-        "--sources", "lora-a,lora-b", "--duration", "20", "--saturation-seconds", "8",
-        "--saturation-users", "4", "--users", "8", "--churn-every", "3", "--max-tokens", "8",
+        "--sources", "lora-a,lora-b", "--duration", "12", "--saturation-seconds", "5",
+        "--saturation-users", "4", "--users", "8", "--churn-every", "2", "--max-tokens", "8",
         "--out", str(out)])
     report = json.loads((out / "report.json").read_text())
     assert code == 0, (out / "report.md").read_text()
