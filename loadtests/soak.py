@@ -14,11 +14,14 @@ Against its own server (the bench model and adapters, `--max-queued-requests` se
    (streams included only when they ended with `[DONE]`), as many refused as they got 429s,
    and none aborted, timed out or failed; every churn probe got what it should (200 after a
    publish, 404 after a delete); the server is healthy; the whole process tree's RSS after
-   warm-up grows by less than `--rss-growth-mib`.
+   warm-up grows by less than `--rss-growth-mib`, and by less than `--rss-per-1k-requests-mib`
+   per 1,000 requests answered (a verdict that holds at any machine's speed); the report names
+   the process (API server, engine core, worker) that grew.
 
 With `--url`, `--adapters` and `--base` it attaches to a running server instead (the test suite
-does this, briefly, with its session server). `report.md` and `report.json` in `--out` hold the
-figures; the exit code is 0 when every check passed.
+does this, briefly, with its session server), and with `--pid` samples that server's memory.
+`report.md` and `report.json` in `--out` hold the figures; the exit code is 0 when every check
+passed.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.bench.assets import ensure_assets
 from loadtests.bench.ours import Ours
-from loadtests.bench.procs import ROOT, ServerProcess, free_port, install_cleanup
+from loadtests.bench.procs import ROOT, ServerProcess, free_port, install_cleanup, rss_by_role
 from server.adapters.manifest import base_model_identity
 from training.publish import publish_adapter
 
@@ -164,28 +167,46 @@ def locust_totals(summary: Path, seconds: float) -> dict:
 
 
 class RSSSampler(threading.Thread):
-    """The server tree's resident memory every `every` seconds, as (seconds, MiB)."""
+    """Every `every` seconds: (seconds, requests the server has answered, {role: MiB}) for the
+    process tree under `pid` (roles: loadtests.bench.procs.role), so that memory can be judged
+    per request served, whatever the machine's speed, and the process that grew named."""
 
-    def __init__(self, server: ServerProcess | None, every: float = 2.0) -> None:
+    def __init__(self, pid: int | None, url: str, every: float = 2.0) -> None:
         super().__init__(daemon=True)
-        self.server, self.every, self.stop, self.samples = server, every, threading.Event(), []
+        self.pid, self.url, self.every, self.stop, self.samples = pid, url, every, threading.Event(), []
 
     def run(self) -> None:
         start = time.monotonic()
-        while self.server is not None and not self.stop.wait(self.every):
-            self.samples.append((time.monotonic() - start, self.server.tree_rss() / 2**20))
+        while self.pid is not None and not self.stop.wait(self.every):
+            rss = {name: b / 2**20 for name, b in rss_by_role(self.pid).items()}
+            self.samples.append((time.monotonic() - start, counted_requests(self.url)["ok"], rss))
 
 
-def rss_figures(samples: list[tuple[float, float]], warmup: float) -> dict:
-    """RSS after warm-up, at the end, peak, growth and the least-squares slope after warm-up."""
-    after = [(t, m) for t, m in samples if t >= warmup]
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 when xs do not vary)."""
+    x0, y0 = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - x0) ** 2 for x in xs)
+    return sum((x - x0) * (y - y0) for x, y in zip(xs, ys)) / spread if spread else 0.0
+
+
+def rss_figures(samples: list[tuple[float, int, dict[str, float]]], warmup: float) -> dict:
+    """After warm-up: the tree's RSS then, at the end, its peak, growth, slope per minute and per
+    1,000 requests answered (least squares), and each process role's growth."""
+    after = [(t, served, rss) for t, served, rss in samples if t >= warmup]
     if len(after) < 2:
         return {}
-    ts, ms = [t for t, _ in after], [m for _, m in after]
-    t0, m0 = sum(ts) / len(ts), sum(ms) / len(ms)
-    slope = sum((t - t0) * (m - m0) for t, m in after) / sum((t - t0) ** 2 for t in ts)
-    return {"after_warmup_mib": ms[0], "end_mib": ms[-1], "peak_mib": max(ms),
-            "growth_mib": ms[-1] - ms[0], "slope_mib_per_min": slope * 60}
+    ts, served = [t for t, _, _ in after], [n for _, n, _ in after]
+    totals = [sum(rss.values()) for _, _, rss in after]
+    roles = sorted({name for _, _, rss in after for name in rss})
+    by_role = {name: {"after_warmup_mib": after[0][2].get(name, 0.0), "end_mib": after[-1][2].get(name, 0.0)}
+               for name in roles}
+    for figures in by_role.values():
+        figures["growth_mib"] = figures["end_mib"] - figures["after_warmup_mib"]
+    return {"after_warmup_mib": totals[0], "end_mib": totals[-1], "peak_mib": max(totals),
+            "growth_mib": totals[-1] - totals[0], "slope_mib_per_min": _slope(ts, totals) * 60,
+            "requests_after_warmup": served[-1] - served[0],
+            "mib_per_1k_requests": _slope(served, totals) * 1000,
+            "by_role": by_role, "grew_most": max(roles, key=lambda name: by_role[name]["growth_mib"])}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -205,6 +226,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.2, help="share of the soak before RSS counts")
     p.add_argument("--rss-growth-mib", type=float, default=64.0,
                    help="most RSS growth after warm-up that passes")
+    p.add_argument("--rss-per-1k-requests-mib", type=float, default=1.0,
+                   help="most RSS growth per 1,000 requests answered after warm-up that passes (the "
+                        "verdict that does not depend on the machine's speed)")
+    p.add_argument("--pid", type=int, help="with --url: the attached server's pid, to sample its memory")
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--mix", default="base:2,lora-0,lora-1,lora-2,lora-3,soft-0,lora-0+soft-0,hot")
     p.add_argument("--sources", default="lora-4,lora-5,lora-6,lora-7",
@@ -257,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = args.overload * saturation["ok_per_s"]
         print(f"saturation: {saturation['ok_per_s']:.1f} requests/s; offering {rate:.1f}/s",
               flush=True)
-        sampler = RSSSampler(server)
+        sampler = RSSSampler(server.proc.pid if server is not None else args.pid, url)
         churner.start()
         sampler.start()
         soak = run_locust(url, args.mix, args.users, args.duration, out / "soak", args.api_key,
@@ -301,6 +326,8 @@ def judge(r: dict) -> dict[str, bool]:
     if r["rss"]:
         checks[f"RSS growth after warm-up < {args['rss_growth_mib']:.0f} MiB"] = (
             r["rss"]["growth_mib"] < args["rss_growth_mib"])
+        checks[f"RSS growth < {args['rss_per_1k_requests_mib']:g} MiB per 1,000 requests answered"] = (
+            r["rss"]["mib_per_1k_requests"] < args["rss_per_1k_requests_mib"])
     r["checks"] = checks
     return checks
 
@@ -324,7 +351,12 @@ def render(r: dict) -> str:
     if rss:
         lines.append(f"- Server tree RSS: {rss['after_warmup_mib']:.0f} MiB after warm-up, "
                      f"{rss['end_mib']:.0f} MiB at the end (peak {rss['peak_mib']:.0f}), growth "
-                     f"{rss['growth_mib']:+.1f} MiB, slope {rss['slope_mib_per_min']:+.2f} MiB/min")
+                     f"{rss['growth_mib']:+.1f} MiB, slope {rss['slope_mib_per_min']:+.2f} MiB/min, "
+                     f"{rss['mib_per_1k_requests']:+.2f} MiB per 1,000 of the {rss['requests_after_warmup']} "
+                     f"requests answered after warm-up")
+        lines.append("- By process: " + ", ".join(
+            f"{name} {f['after_warmup_mib']:.0f} -> {f['end_mib']:.0f} MiB ({f['growth_mib']:+.1f})"
+            for name, f in rss["by_role"].items()) + f"; grew most: {rss['grew_most']}")
     lines += ["", "| check | result |", "| --- | --- |"]
     lines += [f"| {name} | {'PASS' if ok else 'FAIL'} |" for name, ok in r["checks"].items()]
     return "\n".join(lines) + "\n"

@@ -46,18 +46,7 @@ class ServerProcess:
         self._sampler.start()
 
     def tree_rss(self) -> int:
-        try:
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return sum(rss_by_role(self.proc.pid).values())
 
     def _sample_rss(self) -> None:
         while not self._stop_sampling.wait(0.25):
@@ -113,6 +102,32 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def role(process: psutil.Process, root: int) -> str:
+    """What a process of a server's tree is: `server` (the API process, `root`), `engine core`,
+    `worker`, or `other` (vLLM's helpers: resource tracker, a not yet claimed prestart)."""
+    if process.pid == root:
+        return "server"
+    title = process.name() + " " + " ".join(process.cmdline())
+    return "engine core" if "EngineCore" in title else "worker" if "Worker" in title else "other"
+
+
+def rss_by_role(root: int) -> dict[str, int]:
+    """Resident bytes of the process tree under pid `root`, summed per `role` ({} once gone)."""
+    try:
+        parent = psutil.Process(root)
+        procs = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    totals: dict[str, int] = {}
+    for p in procs:
+        try:
+            name = role(p, root)
+            totals[name] = totals.get(name, 0) + p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return totals
 
 
 class CpuSplit:

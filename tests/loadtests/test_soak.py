@@ -25,3 +25,20 @@ def test_short_soak_with_adapter_churn(server, tiny, tmp_path):
     assert report["churn"]["deleted"] >= 2
     assert report["soak"]["server"]["ok"] == report["soak"]["clients"]["ok"] > report["soak"]["ok"]
     assert not (server.adapters / soak.HOT).exists()  # the driver leaves the folder as it was
+
+
+def test_memory_is_judged_per_request_served_and_by_process():
+    # The engine core grows 5 MiB per 1,000 requests answered: a leak at any speed, small or not.
+    samples = [(t, 1000 * t // 10, {"server": 300.0, "engine core": 1000.0 + 5 * t // 10})
+               for t in range(0, 50, 10)]
+    rss = soak.rss_figures(samples, warmup=10)
+    assert rss["requests_after_warmup"] == 3000 and rss["grew_most"] == "engine core"
+    assert rss["by_role"]["server"]["growth_mib"] == 0 and rss["growth_mib"] == 15
+    assert abs(rss["mib_per_1k_requests"] - 5.0) < 1e-9
+    report = {"args": {"rss_growth_mib": 64.0, "rss_per_1k_requests_mib": 1.0},
+              "saturation": {"ok": 1, "rejected": 0, "other_failures": [], "server": {"ok": 1}},
+              "soak": {"ok": 1, "rejected": 0, "other_failures": [], "server": {"ok": 1}},
+              "churn": {"answers": {}, "unexpected": []}, "healthy": True, "rss": rss}
+    checks = soak.judge(report)
+    assert checks["RSS growth after warm-up < 64 MiB"]  # small in absolute terms ...
+    assert not checks["RSS growth < 1 MiB per 1,000 requests answered"]  # ... but it grows with the load
