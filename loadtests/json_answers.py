@@ -4,9 +4,9 @@
         [--examples 200] [--out loadtests/results/json-answers]
 
 Against a running server on the demo model (`make serve`). For each `json_max_whitespace` value
-(20: the server's default before compact JSON; 0: compact, the default now) every held-out
-example of the demo's extraction task (.demo/data/extract-test.jsonl) is asked of
-`demo-extract-lora` with `response_format` json_schema (training.demo.tasks.EXTRACT_SCHEMA),
+(20: the server's default before; 1: the default now; 0: compact) every held-out example of
+the demo's extraction task (.demo/data/extract-test.jsonl) is asked of `demo-extract-lora` (or
+`--model`) with `response_format` json_schema (training.demo.tasks.EXTRACT_SCHEMA),
 greedy, one request at a time: completion tokens, latency, how many answers parse and
 validate, end in `stop` (not `length`), and equal the reference (json_match). Printed as a table
 and written to report.md / report.json in --out.
@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--api-key", default="none")
     p.add_argument("--data", default=".demo/data/extract-test.jsonl")
-    p.add_argument("--whitespace", default="20,0", help="json_max_whitespace values, compared in order")
+    p.add_argument("--whitespace", default="20,1,0", help="json_max_whitespace values, compared in order")
+    p.add_argument("--model", default=ADAPTER, help="the adapter asked (another one than the JSON adapter "
+                   "shows what the grammar does to a model not trained for the task)")
     p.add_argument("--examples", type=int, default=200)
     p.add_argument("--max-tokens", type=int, default=96)
     p.add_argument("--out", default="loadtests/results/json-answers")
@@ -49,12 +51,12 @@ def examples(path: Path, n: int) -> list[tuple[list[dict], dict]]:
     return rows
 
 
-def run(client: openai.OpenAI, rows, whitespace: int, max_tokens: int) -> dict:
+def run(client: openai.OpenAI, rows, whitespace: int, max_tokens: int, model: str = ADAPTER) -> dict:
     tokens, latencies, valid, stopped, exact = [], [], 0, 0, 0
     fmt = {"type": "json_schema", "json_schema": {"name": "review", "schema": EXTRACT_SCHEMA, "strict": True}}
     for messages, reference in rows:
         started = time.perf_counter()
-        r = client.chat.completions.create(model=ADAPTER, messages=messages, temperature=0, max_tokens=max_tokens,
+        r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens,
                                            response_format=fmt, extra_body={"json_max_whitespace": whitespace})
         latencies.append(time.perf_counter() - started)
         tokens.append(r.usage.completion_tokens)
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     client = openai.OpenAI(base_url=args.url + "/v1", api_key=args.api_key, max_retries=0, timeout=120)
     rows = examples(Path(args.data), args.examples)
-    run(client, rows[:5], 0, args.max_tokens)  # warm-up: grammar compilation, first requests
-    results = [run(client, rows, int(w), args.max_tokens) for w in args.whitespace.split(",")]
+    run(client, rows[:5], 0, args.max_tokens, args.model)  # warm-up: grammar compilation, first requests
+    results = [run(client, rows, int(w), args.max_tokens, args.model) for w in args.whitespace.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(results, indent=2))

@@ -1,18 +1,20 @@
 """Two fixes to the JSON grammars xgrammar compiles in the engine (from `server.vllm_plugin`).
 
-1. Compact JSON, or bounded whitespace. The grammars allow any amount of whitespace between JSON
-   tokens, and some models then write whitespace until `max_tokens` (vLLM issue #38696: real
-   models, `finish_reason: "length"`, an unfinished object); small fine-tuned adapters do so
-   more easily (the 20 characters per gap once allowed here still ran answers into max_tokens).
-   By default the JSON is compact, as OpenAI's structured outputs are (`{"a":1,"b":[2]}`:
-   xgrammar's `any_whitespace=False` with separators "," and ":"; xgrammar 0.2.8 still puts one
-   space after the commas of free-form parts, any-JSON values and `json_object`, its issue #945).
-   --json-max-whitespace N (or a request's `json_max_whitespace`) allows up to N characters per
-   gap instead (`max_whitespace_cnt`: room for indentation, and still an end to the loop); -1
-   leaves it unbounded. A request's choice reaches this process inside its schema or structural
-   tag, under WHITESPACE_KEY, which is removed before xgrammar sees it. Structural tags (forced
-   tool calls) can only bound runs in xgrammar 0.2.8, at 1 or more: compact there means at most
-   one whitespace character per gap.
+1. Bounded whitespace, or none. The grammars allow any amount of whitespace between JSON tokens,
+   and some models then write whitespace until `max_tokens` (vLLM issue #38696: real models,
+   `finish_reason: "length"`, an unfinished object); small fine-tuned adapters do so more easily
+   (the 20 characters per gap once allowed here still ran answers into max_tokens). By default
+   at most one character per gap (--json-max-whitespace 1: `max_whitespace_cnt`), which admits
+   both compact JSON and the `json.dumps` style adapters are usually trained on. 0 is compact
+   only, as OpenAI's structured outputs are (`{"a":1,"b":[2]}`: xgrammar's `any_whitespace=False`
+   with separators "," and ":"; xgrammar 0.2.8 still puts one space after the commas of free-form
+   parts, any-JSON values and `json_object`, its issue #945); forcing it on an adapter trained
+   on spaced JSON costs that adapter its accuracy (loadtests/RESULTS.md, "JSON answers"). N
+   allows up to N characters per gap (indentation), -1 leaves it unbounded. A request's own
+   choice (`json_max_whitespace`) reaches this process inside its schema or structural tag,
+   under WHITESPACE_KEY, which is removed before xgrammar sees it. Structural tags (forced tool
+   calls) can only bound runs in xgrammar 0.2.8, at 1 or more: compact there means one at most.
+
 2. Strings of valid UTF-8 and of the length asked. xgrammar 0.2.8 compiles a string with
    `minLength`/`maxLength` to a character class that admits raw control characters (xgrammar
    issue #800): a TAB inside such a string is invalid JSON that strict parsers (json.loads,

@@ -117,7 +117,7 @@ class SamplingRequest(OpenAIModel):
     aborted and answered 504."""
     json_max_whitespace: Annotated[Annotated[int, Field(ge=-1)] | None, EXTENSION] = None
     """Whitespace a constrained JSON output may have between its tokens: 0 compact, N at most N
-    characters per gap, -1 no bound. Default: the server's --json-max-whitespace (compact)."""
+    characters per gap, -1 no bound. Default: the server's --json-max-whitespace (1)."""
     structured_outputs: Annotated[StructuredOutputs | None, EXTENSION] = None
     """Constrain the output to a choice of strings, a regex or a grammar (see StructuredOutputs)."""
 

@@ -146,7 +146,7 @@ class ResponsesRequest(OpenAIModel):
     aborted and answered 504."""
     json_max_whitespace: Annotated[Annotated[int, Field(ge=-1)] | None, EXTENSION] = None
     """Whitespace a constrained JSON output may have between its tokens: 0 compact, N at most N
-    characters per gap, -1 no bound. Default: the server's --json-max-whitespace (compact)."""
+    characters per gap, -1 no bound. Default: the server's --json-max-whitespace (1)."""
     soft_prompt: Annotated[str | None, EXTENSION] = None
     """Name of a soft-prompt adapter to put in front of the input, stacked on `model`'s LoRA."""
     use_adapter_template: Annotated[bool | None, EXTENSION] = False
