@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -234,6 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mix", default="base:2,lora-0,lora-1,lora-2,lora-3,soft-0,lora-0+soft-0,hot")
     p.add_argument("--sources", default="lora-4,lora-5,lora-6,lora-7",
                    help="adapters (in the adapters directory) copied by the churn")
+    p.add_argument("--server-args", default="", help="more flags for the own server, as one string "
+                   "(e.g. \"--no-fast-lora-ops --engine-arg enforce_eager=true\")")
     p.add_argument("--url", help="attach to this running server instead of starting one")
     p.add_argument("--adapters", help="the attached server's adapters directory")
     p.add_argument("--base", help="the attached server's base model directory")
@@ -256,7 +259,7 @@ def start_server(args, out: Path) -> tuple[ServerProcess, Path, Path]:
     contender = Ours(assets)
     server = contender.start(free_port(), out / "server.log", "--max-queued-requests",
                              str(args.max_queued_requests), "--max-num-seqs",
-                             str(args.max_num_seqs), adapters=adapters)
+                             str(args.max_num_seqs), *shlex.split(args.server_args), adapters=adapters)
     server.wait_ready()
     return server, adapters, assets.base
 

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     from server.config import ServerConfig
 
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")
+    from server import engine_env
     from server.startup import prestart
+
+    engine_env.apply(config)  # before the engine core's interpreter is started
 
     if config.prestart_engine:
         prestart.start()  # the engine core's imports from now on, beside the server's in _run

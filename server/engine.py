@@ -10,7 +10,7 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import (engine_metrics, engine_passthrough, lifeline, quantized_bases, soft_prompt_cache,
+from server import (engine_env, engine_metrics, engine_passthrough, lifeline, quantized_bases, soft_prompt_cache,
                     vllm_plugin)
 from server.config import ServerConfig
 from server.grammars import json_schema
@@ -160,6 +160,7 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     (our vLLM plugin and LoRA ops switched on, the lifeline's server) set in this process, which
     they inherit. Also what `loadtests.bench.offline --engine ours` runs in-process."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
+    engine_env.apply(config)  # also for an engine started without `python -m server` (the bench)
     os.environ[vllm_plugin.ENABLE_ENV] = "1"
     os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
