@@ -23,11 +23,12 @@ from server.protocol.chat import (
     ToolCallDelta,
 )
 from server.rendering.prompts import Prompt
-from server.serving import common, structured_outputs, tool_calls
+from server.serving import request_info, streaming, structured_outputs, targets, tool_calls
 from server.serving.generation import generate
 from server.serving.logprobs import chat_logprobs
 from server.serving.sampling import sampling_params
 from server.serving.tool_calls import ToolPlan, template_tools
+from server.serving.usage import UsageCounter
 from server.state import ServerState
 
 
@@ -46,14 +47,14 @@ class ChatRun:
     created: int
     prompt: Prompt
     tools: ToolPlan | None
-    counter: common.UsageCounter
+    counter: UsageCounter
     outputs: AsyncIterator[tuple[int, RequestOutput]]
     _parsers: dict[int, Parser] = field(default_factory=dict)  # choice -> its stream's parser
     _called: set[int] = field(default_factory=set)  # choices that have streamed a tool call
 
     def message(self, o: CompletionOutput) -> tuple[str | None, list[ToolCall], str | None]:
         """A whole output -> (content, tool calls, finish reason)."""
-        finish = common.finish_reason(o.finish_reason)
+        finish = request_info.finish_reason(o.finish_reason)
         if self.tools is None:
             return o.text, [], finish
         content, calls = self.tools.parse(o.text, o.token_ids)
@@ -61,7 +62,7 @@ class ChatRun:
 
     def delta(self, o: CompletionOutput) -> tuple[str | None, list[ToolCallDelta], str | None]:
         """The next piece of a streamed output -> (content, tool-call deltas, finish reason)."""
-        finish = common.finish_reason(o.finish_reason)
+        finish = request_info.finish_reason(o.finish_reason)
         if self.tools is None:
             return o.text or None, [], finish
         if o.index not in self._parsers:
@@ -80,7 +81,7 @@ async def start_chat(state: ServerState, request: ChatCompletionRequest, caller:
     assert renderer is not None and state.tool_calling is not None
     top_logprobs = _top_logprobs(request)
     tools = tool_calls.plan(state.tool_calling, request)
-    target = await common.target_for(state, request, caller)
+    target = await targets.target_for(state, request, caller)
     try:
         prompt = await renderer.chat_prompt(
             request.messages, request.add_generation_prompt,
@@ -102,11 +103,11 @@ async def start_chat(state: ServerState, request: ChatCompletionRequest, caller:
     except BaseException:
         target.release()
         raise
-    rid = common.request_id(id_prefix)
-    counter = common.UsageCounter(prompt_tokens)
-    outputs = await common.started(
+    rid = request_info.request_id(id_prefix)
+    counter = UsageCounter(prompt_tokens)
+    outputs = await streaming.started(
         generate(state, target, endpoint, rid, [prompt.token_ids], params, counter,
-                 common.timeout(state, request), constraint.param if constraint else None))
+                 request_info.timeout(state, request), constraint.param if constraint else None))
     return ChatRun(id=rid, created=int(time.time()), prompt=prompt, tools=tools,
                    counter=counter, outputs=outputs)
 
@@ -163,4 +164,4 @@ async def create_chat_completion(
         if include_usage:
             yield chunk([], run.counter.usage())
 
-    return common.sse_stream(chunks())
+    return streaming.sse_stream(chunks())

@@ -14,7 +14,7 @@ from server.protocol.classify import (
     ClassificationResponse,
 )
 from server.protocol.common import PoolingUsage
-from server.serving import common, pooling
+from server.serving import pooling, request_info, targets
 from server.state import ServerState
 
 
@@ -26,11 +26,11 @@ async def create_classification(
     # No `model`: the base model, as vLLM's /classify does.
     request = request.model_copy(update={"model": request.model or state.config.model_name})
     prompts = await pooling.inputs(state.renderer, request.input)
-    target = await common.target_for(state, request, caller)
-    rid = common.request_id("classify")
+    target = await targets.target_for(state, request, caller)
+    rid = request_info.request_id("classify")
     created = int(time.time())
     outputs = await pooling.encode(state, target, "classify", rid, prompts,
-                                   PoolingParams(task="classify"), common.timeout(state, request))
+                                   PoolingParams(task="classify"), request_info.timeout(state, request))
     # The base model's labels: a LoRA adapts the weights, not the label set.
     labels = state.engine.model_config.hf_config.id2label or {}
     data = []

@@ -11,10 +11,11 @@ from server.auth import FULL_ACCESS, Grant
 from server.errors import bad_request
 from server.protocol.common import Usage
 from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
-from server.serving import common, structured_outputs
+from server.serving import request_info, streaming, structured_outputs, targets
 from server.serving.generation import generate
 from server.serving.logprobs import completion_logprobs
 from server.serving.sampling import sampling_params
+from server.serving.usage import UsageCounter
 from server.state import ServerState
 
 
@@ -33,7 +34,7 @@ async def create_completion(
     _check_supported(request)
     renderer = state.renderer
     assert renderer is not None
-    target = await common.target_for(state, request, caller)
+    target = await targets.target_for(state, request, caller)
     try:
         prompts = await renderer.completion_prompts(
             request.prompt, target.apply_template if request.use_adapter_template else None)
@@ -48,12 +49,12 @@ async def create_completion(
     except BaseException:
         target.release()
         raise
-    rid = common.request_id("cmpl")
+    rid = request_info.request_id("cmpl")
     created = int(time.time())
-    counter = common.UsageCounter(sum(len(p.token_ids) + virtual for p in prompts))
-    outputs = await common.started(generate(
+    counter = UsageCounter(sum(len(p.token_ids) + virtual for p in prompts))
+    outputs = await streaming.started(generate(
         state, target, "completions", rid, [p.token_ids for p in prompts], params, counter,
-        common.timeout(state, request), constraint.param if constraint else None))
+        request_info.timeout(state, request), constraint.param if constraint else None))
 
     def choice(prompt_index: int, out: CompletionOutput, first: bool,
                offset: int = 0) -> CompletionChoice:
@@ -65,7 +66,7 @@ async def create_completion(
         return CompletionChoice(
             index=prompt_index * params.n + out.index,
             text=text,
-            finish_reason=common.finish_reason(out.finish_reason),
+            finish_reason=request_info.finish_reason(out.finish_reason),
             logprobs=None if request.logprobs is None else completion_logprobs(
                 out.token_ids, out.logprobs or [], request.logprobs, renderer.tokenizer, offset),
             token_ids=list(out.token_ids) if request.return_token_ids else None,
@@ -96,4 +97,4 @@ async def create_completion(
         if include_usage:
             yield response([], counter.usage())
 
-    return common.sse_stream(chunks())
+    return streaming.sse_stream(chunks())

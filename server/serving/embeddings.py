@@ -12,7 +12,7 @@ from server.auth import FULL_ACCESS, Grant
 from server.errors import bad_request
 from server.protocol.common import PoolingUsage
 from server.protocol.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse
-from server.serving import common, pooling
+from server.serving import pooling, request_info, targets
 from server.state import ServerState
 
 
@@ -34,11 +34,11 @@ async def create_embeddings(
             "for it (Matryoshka; its config says `matryoshka_dimensions` or `is_matryoshka`)",
             param="dimensions")
     prompts = await pooling.inputs(state.renderer, request.input)
-    target = await common.target_for(state, request, caller)
+    target = await targets.target_for(state, request, caller)
     # vLLM checks `dimensions` against the model's sizes (a ValueError: 400).
     params = PoolingParams(task="embed", dimensions=request.dimensions)
-    outputs = await pooling.encode(state, target, "embeddings", common.request_id("embd"),
-                                   prompts, params, common.timeout(state, request))
+    outputs = await pooling.encode(state, target, "embeddings", request_info.request_id("embd"),
+                                   prompts, params, request_info.timeout(state, request))
     tokens = sum(map(len, prompts))
     return EmbeddingResponse(
         data=[Embedding(index=i, embedding=_encoded(out.outputs.data.float().cpu(),

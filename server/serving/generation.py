@@ -15,7 +15,7 @@ from vllm.sampling_params import SamplingParams
 from vllm.utils.async_utils import merge_async_iterators
 
 from server.errors import APIError
-from server.serving.common import UsageCounter
+from server.serving.usage import UsageCounter
 from server.serving.engine_runs import engine_run
 from server.serving.targets import Target
 from server.state import ServerState

@@ -7,9 +7,15 @@ prompt on top of whatever `model` names (base or LoRA).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from server.adapters.registry import Adapter, AdapterRegistry
-from server.errors import APIError, bad_request
+from server.errors import APIError, bad_request, model_not_found
+
+if TYPE_CHECKING:
+    from server.auth import Grant
+    from server.protocol.common import SamplingRequest
+    from server.state import ServerState
 
 
 @dataclass
@@ -72,3 +78,17 @@ async def resolve_target(
         target.soft_prompt = adapter
     registry.acquire(target.lora, target.soft_prompt)
     return target
+
+
+async def target_for(state: ServerState, request: SamplingRequest, caller: Grant) -> Target:
+    """The request's adapters; one its key may not use is as unknown as a missing one (404).
+    Pooling requests (no `soft_prompt` field) name only `model`."""
+    assert state.registry is not None
+    base = state.config.model_name
+    soft_prompt = getattr(request, "soft_prompt", None)
+    for name, param in ((request.model, "model"), (soft_prompt, "soft_prompt")):
+        if name is not None and not caller.may_use(name, base):
+            error = model_not_found(name)
+            error.param = param
+            raise error
+    return await resolve_target(state.registry, base, request.model, soft_prompt)

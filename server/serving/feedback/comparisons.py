@@ -35,7 +35,7 @@ from server.protocol.feedback import (
     ComparisonStarted,
 )
 from server.serving.chat import create_chat_completion
-from server.serving.common import sse
+from server.serving.streaming import sse
 from server.serving.completions import create_completion
 from server.state import ServerState
 
