@@ -27,11 +27,11 @@ from server.adapters.base_model import BaseModelInfo
 from server.auth import KeyRing
 from server.adapters.registry import AdapterRegistry
 from server.adapters.soft_prompt import SoftPromptLoader
-from server.api import models, openapi, ops, runners, ui
+from server.api import models, openapi, ops, runners, ui, vllm_compat
 from server.config import ServerConfig
 from server.engine import start_engine
 from server.errors import APIError, error_body
-from server.metrics import Metrics
+from server.metrics import EngineLoraCount, Metrics
 from server.rendering.prompts import PromptRenderer
 from server.rendering.tool_parsing import ToolCalling
 from server.serving import pooling
@@ -75,7 +75,8 @@ async def _start(state: ServerState) -> None:
         soft_prompt_loader=SoftPromptLoader(engine.model_config.max_model_len,
                                             engine.model_config.dtype)
         if config.serves_soft_prompts else None,
-        runner=config.runner, pooling_task=pooling_task)
+        runner=config.runner, pooling_task=pooling_task,
+        extra_roots=tuple(Path(r) for r in config.lora_roots))
     trace.record("adapters", adapters_started)
     state.started_at = int(time.time())
     log.info("ready: %s with adapters from %s", config.model_name, adapters_dir.resolve())
@@ -166,11 +167,12 @@ def create_app(config: ServerConfig, *, start: bool = True,
     app = FastAPI(title="adapter-serve", lifespan=lifespan)
     app.state.server = state
     app.state.metrics_registry = registry
+    app.state.engine_lora_count = EngineLoraCount(registry)
     app.state.api_keys = KeyRing(
         plain=[*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])],
         file=Path(config.api_keys_file) if config.api_keys_file else None)
     _install_error_handlers(app, state.metrics)
-    for router in (ops.router, models.router, *runners.routers(config.runner)):
+    for router in (ops.router, models.router, vllm_compat.router, *runners.routers(config.runner)):
         app.include_router(router)
     if config.ui and config.runner == "generate":  # the page compares generated answers
         ui.mount(app, config)

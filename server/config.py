@@ -18,6 +18,11 @@ class ServerConfig:
     """Directory whose subdirectories are PEFT adapters, each served under its folder name.
     Adapters added, replaced or deleted while the server runs are picked up on the next request."""
 
+    lora_roots: list[str] = field(default_factory=list)
+    """More directories that adapters may be loaded from by path (`POST /v1/load_lora_adapter`
+    or `/v1/adapters` with an absolute `path`), such as an RL trainer's output folder. They
+    are never scanned: only adapters loaded by name are served from them."""
+
     host: str = "127.0.0.1"
     """Address to listen on."""
 

@@ -39,7 +39,13 @@ class Server(uvicorn.Server):
             self.state.draining = True
             log.info("shutting down: finishing %d in-flight engine requests (at most %g s)",
                      len(self.state.in_flight), self.state.config.shutdown_timeout)
-            asyncio.get_running_loop().create_task(abort_after(self.state))
+            loop = asyncio.get_running_loop()
+            if self.state.paused and self.state.engine is not None:
+                # Requests frozen by /pause?mode=keep could not finish during the drain.
+                log.info("shutting down: resuming generation paused by /pause")
+                self.state.paused = False
+                loop.create_task(self.state.engine.resume_generation())
+            loop.create_task(abort_after(self.state))
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal once it has stopped, so the process would die of it; a
         # finished drain is a clean exit (0), and an engine death has its own status.

@@ -6,6 +6,8 @@ They live in prometheus-client's default registry next to vLLM's own engine metr
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 # Latencies on CPU range from milliseconds (TTFT of a short prompt) to minutes (long generations).
@@ -54,3 +56,33 @@ class Metrics:
         self.adapter_load_failures = Counter(
             "server_adapter_load_failures", "Adapter versions refused at load.",
             ("adapter",), registry=registry)
+
+
+class EngineLoraCount:
+    """Asks the engine for its loaded LoRAs at each scrape, for `vllm:num_gpu_loaded_lora_adapters`
+    (vLLM's name for it, vllm-project/vllm PR #54830: routers such as llm-d read it).
+
+    The question is an engine utility call: a busy or stopped engine answers late, so a scrape
+    waits at most `wait` seconds and otherwise reports the last answer; the question stays
+    pending (never cancelled mid-call) and is not asked again until it is answered.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, wait: float = 0.5) -> None:
+        self.registry, self.wait = registry, wait
+        self.gauge: Gauge | None = None
+        self._pending: asyncio.Task | None = None
+
+    async def sample(self, engine) -> None:
+        if engine is None or engine.errored:
+            return
+        if self.gauge is None:
+            # Made once the engine is up: vLLM's metrics set-up unregisters every `vllm:` collector
+            # it finds (vllm.v1.metrics.prometheus.unregister_vllm_metrics).
+            self.gauge = Gauge("vllm:num_gpu_loaded_lora_adapters", "LoRA adapters the engine "
+                               "holds loaded, on whatever device (its own count, asked at each "
+                               "scrape).", registry=self.registry)
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(engine.list_loras())
+        done, _ = await asyncio.wait({self._pending}, timeout=self.wait)
+        if done and not self._pending.cancelled() and self._pending.exception() is None:
+            self.gauge.set(len(self._pending.result()))

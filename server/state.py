@@ -31,6 +31,8 @@ class ServerState:
     """Engine request ids still generating (aborted together when a shutdown runs out of time)."""
     draining: bool = False
     """A shutdown has begun: new requests are refused."""
+    paused: bool = False
+    """Generation is held by `POST /pause` (until `/resume`, or a shutdown's drain)."""
     engine_died: bool = False
 
     @property

@@ -180,10 +180,13 @@ def server(tiny, tmp_path_factory):
     keys = tiny["root"] / "keys.yaml"
     keys.write_text(KEYS_FILE)
     preferences = tiny["root"] / "feedback" / "preferences.jsonl"  # judgements made on /ui
+    trainer_dir = tmp_path_factory.mktemp("trainer")  # an RL trainer's output folder
     proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
                          "--tool-call-parser", "hermes", "--api-keys-file", str(keys),
-                         "--preferences-file", str(preferences), compiled=True)
+                         "--preferences-file", str(preferences), "--lora-roots", str(trainer_dir),
+                         compiled=True)
     proc.keys_file = keys
+    proc.trainer_dir = trainer_dir
     proc.preferences_file = preferences
     try:
         proc.wait_ready()

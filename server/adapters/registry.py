@@ -98,9 +98,13 @@ class AdapterRegistry:
         metrics: Any = None,
         runner: str = "generate",
         pooling_task: str | None = None,
+        extra_roots: tuple[Path, ...] = (),
     ) -> None:
-        """`runner`, `pooling_task`: what the engine runs, which adapter manifests must match."""
+        """`runner`, `pooling_task`: what the engine runs, which adapter manifests must match.
+        `extra_roots`: directories besides `root` that `register` may serve adapters from (an RL
+        trainer's output folder); they are never scanned, only registered names come from them."""
         self.root = root.resolve()
+        self.roots = (self.root, *(r.resolve() for r in extra_roots))
         self.base = base
         self.engine = engine
         self.max_lora_rank = max_lora_rank
@@ -111,18 +115,23 @@ class AdapterRegistry:
         self._snapshots = Path(tempfile.mkdtemp(prefix="adapter-snapshots-"))
         self._ids = itertools.count(1)
         self._slots: dict[str, _Slot] = {}
-        self._registered: dict[str, str] = {}  # name -> path relative to root (POST /v1/adapters)
+        # name -> (one of `roots`, path relative to it), for POST /v1/adapters and vLLM's
+        # /v1/load_lora_adapter; other names are folders of `root`.
+        self._registered: dict[str, tuple[Path, str]] = {}
         self._unloading: set[asyncio.Task] = set()  # asyncio keeps only weak references
 
     # ---- lookup -------------------------------------------------------------------------
 
-    def _source(self, name: str) -> Path:
-        return paths.resolve_inside(self.root, self._registered.get(name, name))
+    def _place(self, name: str) -> tuple[Path, str]:
+        return self._registered.get(name, (self.root, name))
 
-    def _fingerprint(self, directory: Path) -> Fingerprint | None:
+    def _source(self, name: str) -> Path:
+        return paths.resolve_inside(*self._place(name))
+
+    def _fingerprint(self, directory: Path, root: Path) -> Fingerprint | None:
         """Identity of the files now on disk; None when there is no adapter there."""
         try:
-            config, weights = paths.adapter_files(directory, self.root)
+            config, weights = paths.adapter_files(directory, root)
         except paths.UnsafePath as exc:
             return ("unsafe", str(exc))
         stats = []
@@ -147,7 +156,7 @@ class AdapterRegistry:
             directory = self._source(name)
         except paths.UnsafePath as exc:
             raise APIError(400, f"adapter `{name}`: {exc}", param="model") from exc
-        fingerprint = self._fingerprint(directory)
+        fingerprint = self._fingerprint(directory, self._place(name)[0])
         slot = self._slots.get(name)
         if fingerprint is None or (slot is not None and slot.hidden_at == fingerprint):
             if slot is not None:
@@ -204,7 +213,8 @@ class AdapterRegistry:
 
         if fingerprint[0] in ("unsafe", "unreadable"):
             raise invalid(fingerprint[1])
-        config_file, weights_file = paths.adapter_files(directory, self.root)
+        root = self._place(name)[0]
+        config_file, weights_file = paths.adapter_files(directory, root)
         if not weights_file.is_file():
             unsafe = [f for f in paths.UNSAFE_WEIGHTS if (directory / f).exists()]
             if unsafe:
@@ -220,7 +230,7 @@ class AdapterRegistry:
             shutil.copyfile(weights_file, snapshot / paths.WEIGHTS_FILE)
             manifest_file = directory / paths.MANIFEST_FILE
             manifest = None
-            if manifest_file.is_file() and manifest_file.resolve().is_relative_to(self.root):
+            if manifest_file.is_file() and manifest_file.resolve().is_relative_to(root):
                 shutil.copyfile(manifest_file, snapshot / paths.MANIFEST_FILE)
                 manifest = _read_json(snapshot / paths.MANIFEST_FILE, "manifest.json", invalid)
                 reason = manifest_mismatch(manifest, self.base.accepted_identities, self.runner,
@@ -332,24 +342,46 @@ class AdapterRegistry:
                     out.append((name, exc))
         return out
 
-    async def register(self, name: str, relative_path: str | None) -> Adapter:
+    def serves(self, name: str) -> bool:
+        """Whether `name` is registered or is a folder of the adapters directory with an adapter
+        in it (served or not: one that cannot be served still takes the name)."""
+        if name in self._registered:
+            return True
+        return paths.is_valid_name(name) and (self.root / name / paths.CONFIG_FILE).is_file()
+
+    def _placed(self, path: str) -> tuple[Path, str]:
+        """(root, relative path) of an adapter directory given relative to the adapters
+        directory, or absolute inside it or inside one of the extra roots."""
+        if not os.path.isabs(path) or "\x00" in path:
+            return self.root, path  # resolve_inside refuses it with the reason
+        resolved = Path(path).resolve()
+        for root in self.roots:
+            if resolved != root and resolved.is_relative_to(root):
+                return root, str(resolved.relative_to(root))
+        raise paths.UnsafePath(f"adapter path {path!r} is outside the adapters directory"
+                               + (" and the --lora-roots directories" if len(self.roots) > 1 else
+                                  " (start the server with --lora-roots DIR to allow another)"))
+
+    async def register(self, name: str, path: str | None) -> Adapter:
+        """Serve the adapter at `path` (default: the folder `name`) under `name`."""
         if not paths.is_valid_name(name):
             raise APIError(400, f"invalid adapter name {name!r}: use letters, digits, '.', '_' "
                            "and '-', starting with a letter or digit", param="name")
-        relative_path = relative_path or name
+        path = path or name
         try:
-            directory = paths.resolve_inside(self.root, relative_path)
+            root, relative = self._placed(path)
+            directory = paths.resolve_inside(root, relative)
         except paths.UnsafePath as exc:
             raise APIError(400, str(exc), param="path") from exc
         if not (directory / paths.CONFIG_FILE).is_file():
-            raise APIError(404, f"no adapter at {relative_path!r} (no {paths.CONFIG_FILE})",
+            raise APIError(404, f"no adapter at {path!r} (no {paths.CONFIG_FILE})",
                            param="path")
         owner = self.root / name
         if name not in self._registered and owner.is_dir() and owner.resolve() != directory:
             raise APIError(409, f"adapter name `{name}` is taken by the directory {name}/",
                            param="name")
         previous = self._registered.get(name)
-        self._registered[name] = str(directory.relative_to(self.root))
+        self._registered[name] = (root, str(directory.relative_to(root)))
         slot = self._slots.setdefault(name, _Slot())
         slot.hidden_at = None
         try:

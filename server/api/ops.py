@@ -34,5 +34,6 @@ async def ready(state: State) -> dict:
 @router.get("/metrics", response_class=Response, responses={200: {
     "description": "Prometheus text exposition.", "content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
+    await request.app.state.engine_lora_count.sample(request.app.state.server.engine)
     return Response(generate_latest(request.app.state.metrics_registry),
                     media_type=CONTENT_TYPE_LATEST)

@@ -53,3 +53,28 @@ class LoadAdapterRequest(OpenAIModel):
     """Name to serve the adapter under (used as `model` in requests)."""
     path: str | None = None
     """Adapter directory, relative to the adapters directory. Default: the name."""
+
+
+# Extensions: vLLM's runtime LoRA API, field for field (vllm/entrypoints/serve/lora/protocol.py),
+# so that clients written for vLLM (TRL's AsyncGRPO, verl, SkyRL, prime-rl) manage adapters here
+# unchanged. Both map onto the registry that /v1/adapters uses.
+
+
+class LoadLoRAAdapterRequest(OpenAIModel):
+    lora_name: str
+    """Name to serve the adapter under (used as `model` in requests)."""
+    lora_path: str
+    """Adapter directory: relative to the adapters directory, or absolute inside it or inside a
+    `--lora-roots` directory."""
+    load_inplace: bool = False
+    """Serve this directory under a name that is already served (a new version: requests in
+    flight finish on the old one). False: a name already served is a 400, as in vLLM."""
+    is_3d_lora_weight: bool = False
+    """vLLM's flag for mixture-of-experts adapters with 3-D weights; not served here (400)."""
+
+
+class UnloadLoRAAdapterRequest(OpenAIModel):
+    lora_name: str
+    """The adapter to stop serving."""
+    lora_int_id: int | None = None
+    """vLLM's engine id of the adapter; accepted and ignored (the name decides)."""

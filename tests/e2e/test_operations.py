@@ -7,11 +7,11 @@ session server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import threading
 import time
+
 import httpx
 import psutil
 import pytest
@@ -174,6 +174,26 @@ def test_sigterm_lets_every_accepted_request_finish_whatever_its_adapter(own_ser
         assert results[name].json()["usage"]["completion_tokens"] == 40
     # It exits once the last request has ended: far inside the 120 s it would have waited.
     assert exited < 60, exited
+
+
+def test_sigterm_resumes_generation_that_a_trainer_paused(own_server):
+    """An RL trainer pauses generation (`/pause?mode=keep`) around each adapter load; a shutdown
+    that comes meanwhile must resume it, or the drain would wait for requests that never run."""
+    server = own_server("--shutdown-timeout", "120")
+    result: list[httpx.Response] = []
+    post = threading.Thread(target=lambda: result.append(httpx.post(
+        server.url + "/v1/completions", headers=HEADERS, timeout=120, json={**LONG, "max_tokens": 40})))
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
+        assert http.post("/pause", params={"mode": "keep"}).status_code == 200
+        post.start()
+        assert wait_for(lambda: value(scrape(http), "server_in_flight_requests") == 1, timeout=60)
+        assert http.get("/is_paused").json() == {"is_paused": True}
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(110) == 0
+    assert time.monotonic() - signalled < 60
+    post.join(10)
+    assert result[0].status_code == 200 and result[0].json()["usage"]["completion_tokens"] == 40
 
 
 def test_queue_limit_answers_429_with_retry_after(own_server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -30,6 +32,8 @@ def make_client(tiny, tmp_path):
             tokenizer = AutoTokenizer.from_pretrained(tiny["base"])
             state.renderer = PromptRenderer(tokenizer, 512, 256)
             state.tool_calling = ToolCalling(None, tokenizer, "base")
-            state.registry = AdapterRegistry(tmp_path, state.base, state.engine, max_lora_rank=16)
+            state.registry = AdapterRegistry(
+                tmp_path, state.base, state.engine, max_lora_rank=16,
+                extra_roots=tuple(Path(r) for r in state.config.lora_roots))
         return TestClient(app, raise_server_exceptions=False)
     return make

@@ -18,6 +18,7 @@ class ScriptedEngine:
     def __init__(self, reply="one two three", fail=None, fail_at=0, replies=None):
         self.reply, self.fail, self.fail_at = reply, fail, fail_at
         self.replies = replies or {}
+        self.loras: set[int] = set()
 
     async def generate(self, prompt, params, request_id, lora_request=None):
         adapter = adapter_name(lora_request.lora_name) if lora_request else None
@@ -35,8 +36,33 @@ class ScriptedEngine:
                                           cumulative_logprob=None, logprobs=None,
                                           finish_reason="length" if last else None)])
 
+    paused = False
+
     async def add_lora(self, request):
+        self.loras.add(request.lora_int_id)
         return True
 
+    async def list_loras(self):
+        return set(self.loras)
+
+    async def pause_generation(self, *, mode="abort", clear_cache=True):
+        self.paused = mode
+
+    async def resume_generation(self):
+        self.paused = False
+
+    async def is_paused(self):
+        return bool(self.paused)
+
+    @property
+    def vllm_config(self):
+        """A real VllmConfig (what /server_info dumps), without a model."""
+        from vllm.config import LoRAConfig, VllmConfig
+
+        config = VllmConfig()
+        config.lora_config = LoRAConfig(max_lora_rank=16, max_loras=3)
+        return config
+
     async def remove_lora(self, lora_id):
+        self.loras.discard(lora_id)
         return True

@@ -1,0 +1,35 @@
+"""Adapter versions in a row as online RL makes them (publish, pause, load, resume, generate,
+unload), briefly, against the session's server: every answer is its own version's, the engine
+lets the old versions go and the server's memory stays flat. The long run (500 versions on the
+bench model) is in loadtests/RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+
+from loadtests import adapter_versions
+from tests.conftest import API_KEY
+
+
+def test_versions_in_a_row_leave_nothing_behind_and_are_never_stale(server, tiny, tmp_path):
+    out = tmp_path / "versions"
+    code = adapter_versions.main([
+        "--url", server.url, "--pid", str(server.proc.pid), "--api-key", API_KEY,
+        "--trainer-dir", str(server.trainer_dir), "--sources", f"{tiny['lora-a']},{tiny['lora-b']}",
+        "--versions", "60", "--keep", "1", "--rss-growth-mib", "64", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0, (out / "report.md").read_text()
+    assert report["stale"] == [] and report["references"] == 2
+    # What the checks stand on: the engine reported its LoRAs, and held the kept versions.
+    assert 3 <= report["most_engine_loras"] <= 5
+    assert report["memory"]["by_role_growth_mib"].keys() >= {"server", "engine core"}
+    assert not any(server.trainer_dir.iterdir())  # every version unloaded and deleted
+
+
+def test_a_stale_answer_fails_the_run():
+    report = {"stale": [7], "most_engine_loras": 3, "references": 2, "memory": {"growth_mib": 1.0}}
+    assert adapter_versions.judge(report, keep=1, rss_growth_mib=32) == {
+        "no stale answer": False, "engine LoRAs bounded": True, "memory flat": True}
+    report = {"stale": [], "most_engine_loras": 9, "references": 2, "memory": {"growth_mib": 40.0}}
+    assert adapter_versions.judge(report, keep=1, rss_growth_mib=32) == {
+        "no stale answer": True, "engine LoRAs bounded": False, "memory flat": False}
