@@ -155,10 +155,11 @@ class ServerConfig:
     default, or ONEDNN_PRIMITIVE_CACHE_CAPACITY as set."""
 
     fast_lora_ops: bool = True
-    """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first
-    use for adapters with few tokens in a step, grouped matmuls for the others; no per-token
-    weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled (vLLM
-    runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's kernels."""
+    """On CPU, compute LoRA with this project's ops (server/in_engine/lora_ops: a C++ kernel built
+    on first use for adapters with few tokens in a step, grouped matmuls for the others; no
+    per-token weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled
+    (vLLM runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's
+    kernels."""
 
     prestart_engine: bool = True
     """On CPU, start the engine core's interpreter as the server starts, so that its imports

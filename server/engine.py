@@ -10,11 +10,11 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import (engine_env, engine_metrics, engine_passthrough, lifeline, quantized_bases, soft_prompt_cache,
-                    vllm_plugin)
+from server import engine_env, engine_metrics, engine_passthrough
 from server.config import ServerConfig
-from server.grammars import json_schema
-from server.lora_ops import install as lora_ops_install
+from server.in_engine import lifeline, plugin, quantized_bases, soft_prompt_cache
+from server.in_engine.grammars import json_schema
+from server.in_engine.lora_ops import install as lora_ops_install
 from server.startup import model_info, prestart, trace
 
 
@@ -114,7 +114,7 @@ def refusal(config: ServerConfig) -> str | None:
         # ("current platform cpu does not support ray").
         return ("--distributed-executor-backend ray: vLLM runs on Ray only with GPUs (or other "
                 "accelerators); on CPU use mp or uni, and several servers for several machines")
-    from server.lora_ops import native
+    from server.in_engine.lora_ops import native
 
     try:
         native.isa()  # read again in the engine's processes, where a bad value would kill them
@@ -161,7 +161,7 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     they inherit. Also what `loadtests.bench.offline --engine ours` runs in-process."""
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     engine_env.apply(config)  # also for an engine started without `python -m server` (the bench)
-    os.environ[vllm_plugin.ENABLE_ENV] = "1"
+    os.environ[plugin.ENABLE_ENV] = "1"
     os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \

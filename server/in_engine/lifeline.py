@@ -1,5 +1,5 @@
 """Engine processes die with the server, however the server dies (called from
-`server.vllm_plugin`, which vLLM runs in each process it starts).
+`server.in_engine.plugin`, which vLLM runs in each process it starts).
 
 `kill -9` of the server (the OOM killer, a container runtime's timeout) gives it no chance to
 stop its engine, and vLLM's engine core and workers would run on, holding the model's memory (on

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from server.soft_prompt_cache.plan import Load, Planner, Save, virtual_tokens
+from server.in_engine.soft_prompt_cache.plan import Load, Planner, Save, virtual_tokens
 
 BLOCK = 4
 HIDDEN = 8

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
-from server.lora_ops import op
-from server.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
+from server.in_engine.lora_ops import op
+from server.in_engine.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):

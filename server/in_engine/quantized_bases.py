@@ -7,7 +7,7 @@
    attribute 'device'"). The device of such a layer is that of its other parameters (the scales);
    every other layer keeps vLLM's answer. Nothing else in vLLM's LoRA path reads a linear
    layer's weight, and the base output still comes from the layer's own int8 kernel.
-   (`install`, called from `server.vllm_plugin` in the engine's processes.)
+   (`install`, called from `server.in_engine.plugin` in the engine's processes.)
 2. A warning where the int8 arithmetic is inexact. On x86 CPUs without VNNI (AVX2 only), oneDNN
    multiplies int8 pairs with `vpmaddubsw`, whose 16-bit pair sums saturate: on a 256-wide
    layer the error was ~13x the quantization's own (checked against exact integer products).

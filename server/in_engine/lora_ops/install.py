@@ -1,4 +1,4 @@
-"""Switch vLLM's CPU platform to the grouped LoRA ops (called from `server.vllm_plugin`).
+"""Switch vLLM's CPU platform to the grouped LoRA ops (called from `server.in_engine.plugin`).
 
 Acts only when the current platform is CPU: CUDA and other accelerators keep their own punica
 kernels. Two changes to the CPU platform class:
@@ -7,7 +7,7 @@ kernels. Two changes to the CPU platform class:
    platform at our subclass is the whole change.
 2. Compilation: the CPU platform turns it off whenever LoRA is enabled, so every LoRA server
    ran eagerly and even base-model requests paid for it (~0.7x of a LoRA-less server's
-   throughput). Our wrapper's linear LoRA is one opaque op (`server.lora_ops.op`), which a
+   throughput). Our wrapper's linear LoRA is one opaque op (`server.in_engine.lora_ops.op`), which a
    compiled model can call, so the compilation mode chosen without LoRA is kept. Sharded LoRA
    (tensor parallel) still goes through vLLM's Python ops and stays eager.
 """
@@ -19,7 +19,7 @@ import os
 ENABLE_ENV = "ADAPTER_SERVE_FAST_LORA_OPS"
 """Set to 1 by server.engine when ServerConfig.fast_lora_ops is on."""
 
-WRAPPER = "server.lora_ops.punica.GroupedPunicaWrapperCPU"
+WRAPPER = "server.in_engine.lora_ops.punica.GroupedPunicaWrapperCPU"
 
 
 def enabled() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch._dynamo.aot_compile_types import BundledAOTAutogradSerializableCallable
 
-from server.startup import compile_cache
+from server.in_engine import compile_cache
 
 
 def double_plus_one(x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import xgrammar
 from xgrammar.testing import _is_grammar_accept_string
 
-from server.grammars.json_schema import (
+from server.in_engine.grammars.json_schema import (
     STRING_CHAR,
     WHITESPACE_KEY,
     fix_schema,

@@ -10,8 +10,8 @@ from vllm.engine.arg_utils import EngineArgs
 from vllm.lora.punica_wrapper.punica_selector import get_punica_wrapper
 from vllm.platforms import current_platform
 
-from server.lora_ops import install
-from server.lora_ops.punica import GroupedPunicaWrapperCPU
+from server.in_engine.lora_ops import install
+from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
 
 
 @pytest.fixture

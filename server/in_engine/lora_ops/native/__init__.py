@@ -3,7 +3,7 @@
 Built for the machine it runs on (-march=native) into a cache folder keyed by the source, the
 flags and the CPU, once per machine (tens of milliseconds; no torch headers involved). Without a
 compiler, or if the build fails, `library()` returns None and the torch forms of
-`server.lora_ops.grouped` are used instead, with one warning.
+`server.in_engine.lora_ops.grouped` are used instead, with one warning.
 
 The source has three code paths, chosen by what the compiler targets: AVX512_BF16 (bf16 pairs),
 AVX-512 (float FMAs) and portable loops (what AVX2-only CPUs run). `ADAPTER_SERVE_LORA_ISA` caps

@@ -16,9 +16,9 @@ from vllm.lora.ops.torch_ops import bgmv_expand_slice, bgmv_shrink, sgmv_expand_
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 from vllm.lora.punica_wrapper.utils import compute_meta
 
-from server.lora_ops import grouped, native
-from server.lora_ops.grouped import LoRAGroups, expand, shrink
-from server.lora_ops.punica import GroupedPunicaWrapperCPU
+from server.in_engine.lora_ops import grouped, native
+from server.in_engine.lora_ops.grouped import LoRAGroups, expand, shrink
+from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
 
 
 def kernel_caps() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Two fixes to the JSON grammars xgrammar compiles in the engine (from `server.vllm_plugin`).
+"""Two fixes to the JSON grammars xgrammar compiles in the engine (from `server.in_engine.plugin`).
 
 1. Bounded whitespace, or none. The grammars allow any amount of whitespace between JSON tokens,
    and some models then write whitespace until `max_tokens` (vLLM issue #38696: real models,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from server.soft_prompt_cache.plan import Load, Save
+from server.in_engine.soft_prompt_cache.plan import Load, Save
 
 
 def by_block(cache: torch.Tensor, num_blocks: int) -> tuple[torch.Tensor, int]:

@@ -29,7 +29,7 @@ CONNECTOR = "SoftPromptKVConnector"
 def kv_transfer_config(budget_mib: float) -> KVTransferConfig:
     return KVTransferConfig(
         kv_connector=CONNECTOR,
-        kv_connector_module_path="server.soft_prompt_cache.connector",
+        kv_connector_module_path="server.in_engine.soft_prompt_cache.connector",
         kv_role="kv_both",
         kv_connector_extra_config={"budget_mib": budget_mib},
     )

@@ -1,4 +1,4 @@
-"""Time the start-up phases inside the engine's processes (called by `server.vllm_plugin`).
+"""Time the start-up phases inside the engine's processes (called by `server.in_engine.plugin`).
 
 vLLM logs some of these itself, each in its own process and wording; here each becomes one
 trace event (`server.startup.trace`) that the server adds up once the engine is ready:
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from server import lifeline
+from server.in_engine import lifeline
 from server.startup import trace
 
 EXECUTOR_PHASES = {"determine_available_memory": "profile", "initialize_from_config": "kv cache",

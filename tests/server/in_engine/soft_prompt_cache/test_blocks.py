@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from server.soft_prompt_cache.blocks import BlockStore, by_block
-from server.soft_prompt_cache.plan import Load, Save
+from server.in_engine.soft_prompt_cache.blocks import BlockStore, by_block
+from server.in_engine.soft_prompt_cache.plan import Load, Save
 
 NUM_BLOCKS = 10
 

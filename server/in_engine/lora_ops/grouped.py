@@ -4,7 +4,7 @@ vLLM's CPU ops (`vllm/lora/ops/torch_ops/lora_ops.py`) gather each token's adapt
 (`lora_weights[token_indices]`, a `[T, rank, hidden]` copy per call) and contract them with
 einsum. Here the tokens of a step are grouped by adapter once (`LoRAGroups`, per engine step)
 and every layer works on the stacked weights in place. Where the C++ kernel could be built
-(`server.lora_ops.native`, on first use):
+(`server.in_engine.lora_ops.native`, on first use):
 
 - kernel (BGMV): each token against its own adapter's packed weights, minimal flops and no
   matmul call overhead; for every adapter with fewer than `GROUPED_MIN_TOKENS` tokens in the
@@ -20,7 +20,7 @@ Without the kernel, two torch forms, chosen per step by size (`DENSE_MAX_ROWS`):
   the per-token form; costs S times the flops of the LoRA, but two big calls instead of a loop.
 - grouped, as above, for every adapter.
 
-All forms are timed by `python -m server.lora_ops.bench --forms`.
+All forms are timed by `python -m server.in_engine.lora_ops.bench --forms`.
 
 Tokens with slot -1 (no adapter) are skipped: the LoRA adds nothing to them. Note that vLLM's
 reference ops index with -1 too, which in PyTorch selects the *last* slot, so they apply the
@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from server.lora_ops import native
+from server.in_engine.lora_ops import native
 
 GROUPED_MIN_TOKENS = 128
 """With the native kernel, an adapter with at least this many tokens in a step gets the grouped
 form (one matmul on its tokens) and the others the kernel. Measured with `--forms` of
-`python -m server.lora_ops.bench`: the kernel wins below ~128 tokens of one adapter (~256 when they are one run)."""
+`python -m server.in_engine.lora_ops.bench`: the kernel wins below ~128 tokens of one adapter (~256 when they are one run)."""
 
 DENSE_MAX_ROWS = 4096
 """Use the dense form while tokens x adapter slots spanned <= this (more: grouped form)."""

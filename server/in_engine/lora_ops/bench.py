@@ -1,7 +1,7 @@
 """Micro-benchmark: vLLM's CPU LoRA ops vs ours, on the bench model's layer sizes.
 
-    .venv/bin/python -m server.lora_ops.bench                 # markdown table, ~1-2 min
-    .venv/bin/python -m server.lora_ops.bench --tokens 16,256 --reps 3
+    .venv/bin/python -m server.in_engine.lora_ops.bench                 # markdown table, ~1-2 min
+    .venv/bin/python -m server.in_engine.lora_ops.bench --tokens 16,256 --reps 3
 
 One "step" is what one engine step spends in LoRA for the whole bench model: the per-step
 metadata update, then `add_lora_linear` of every LoRA'd module (qkv, o, gate_up, down) of all
@@ -21,8 +21,8 @@ import torch
 from vllm.lora.layers import LoRAMapping
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
-from server.lora_ops import grouped, native
-from server.lora_ops.punica import GroupedPunicaWrapperCPU
+from server.in_engine.lora_ops import grouped, native
+from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
 
 HIDDEN, INTERMEDIATE, RANK, LAYERS, SLOTS, HEADS_OUT = 512, 1408, 16, 8, 8, 512
 # (input size, output slices) of each LoRA'd module of a Llama layer.
@@ -105,7 +105,8 @@ def step_fn(wrapper, layers, xs, ys, lora_mapping):
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m server.lora_ops.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m server.in_engine.lora_ops.bench",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--tokens", default="1,16,64,256,1024")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--forms", action="store_true", help="also time each form forced (kernel, torch dense, torch grouped)")

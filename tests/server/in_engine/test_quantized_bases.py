@@ -9,7 +9,7 @@ import platform
 import pytest
 import torch
 
-from server import quantized_bases
+from server.in_engine import quantized_bases
 
 W8A8 = {"config_groups": {"group_0": {"input_activations": {"num_bits": 8, "type": "int", "strategy": "token"},
                                       "weights": {"num_bits": 8, "type": "int"}}}}

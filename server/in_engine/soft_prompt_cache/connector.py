@@ -1,6 +1,6 @@
 """The KV connector vLLM instantiates twice: once next to the scheduler, once in each worker.
 
-Configured by `server.engine` through `server.soft_prompt_cache.kv_transfer_config`.
+Configured by `server.engine` through `server.in_engine.soft_prompt_cache.kv_transfer_config`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
 from vllm.logger import init_logger
 from vllm.v1.metrics.cache_hit_source import CacheHitSource
 
-from server.soft_prompt_cache.blocks import BlockStore
-from server.soft_prompt_cache.plan import Planner, StepPlan
+from server.in_engine.soft_prompt_cache.blocks import BlockStore
+from server.in_engine.soft_prompt_cache.plan import Planner, StepPlan
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
