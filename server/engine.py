@@ -62,7 +62,7 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
 
 
 def engine_config(config: ServerConfig) -> VllmConfig:
-    vllm_config = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
+    vllm_config: VllmConfig = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
     scheduler = vllm_config.scheduler_config
     if config.max_queued_requests is not None:
         # vLLM's limit counts running and waiting requests alike; ours counts the waiting ones.

@@ -23,6 +23,11 @@ def install() -> bool:
         return False
     if "finalize_loading" in vars(BundledAOTAutogradSerializableCallable):
         return False
+    from server.vllm_patches import mark
+
+    def finalize_loading(self, vllm_config) -> None:
+        return None
+
     # Looked up on the class first, so the wrapped function's __getattr__ delegation never sees it.
-    BundledAOTAutogradSerializableCallable.finalize_loading = lambda self, vllm_config: None
+    BundledAOTAutogradSerializableCallable.finalize_loading = mark("compile-cache-on-cpu", finalize_loading)
     return True

@@ -22,6 +22,7 @@ import time
 
 from server.in_engine import lifeline
 from server.startup import trace
+from server.vllm_patches import mark
 
 EXECUTOR_PHASES = {"determine_available_memory": "profile", "initialize_from_config": "kv cache",
                    "compile_or_warm_up_model": "warm-up"}
@@ -59,7 +60,7 @@ def install(plugin_started: float) -> None:
         finally:
             trace.record("workers", start)
 
-    Executor.__init__ = executor_init
+    Executor.__init__ = mark("executor-phases-timed", executor_init, original_init)
     # Weights load where the model lives (a worker process, or the engine core without one),
     # in a worker class known once the executor has built it.
     from vllm.v1.worker.worker_base import WorkerWrapperBase
@@ -70,4 +71,4 @@ def install(plugin_started: float) -> None:
         original_init_worker(self, *args, **kwargs)
         _wrap(type(self.worker), "load_model", "weights")
 
-    WorkerWrapperBase.init_worker = init_worker
+    WorkerWrapperBase.init_worker = mark("worker-load-timed", init_worker, original_init_worker)

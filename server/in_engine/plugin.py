@@ -38,10 +38,7 @@ def register() -> None:
     from server.in_engine import lifeline
 
     lifeline.watch()
-    from vllm.lora.layers.vocab_parallel_embedding import VocabParallelEmbeddingWithLoRA
-
-    VocabParallelEmbeddingWithLoRA.can_replace_layer = classmethod(
-        lambda cls, *args, **kwargs: False)
+    _no_lora_on_embeddings()
 
     from server.in_engine.lora_ops import install as lora_ops
 
@@ -63,6 +60,23 @@ def register() -> None:
 
     compile_cache.install()
     engine_phases.install(started)  # last: it times the plugin's work above
+
+
+def _no_lora_on_embeddings() -> None:
+    """vLLM never wraps the input embedding in its LoRA layer (item 1)."""
+    from vllm.lora.layers.vocab_parallel_embedding import VocabParallelEmbeddingWithLoRA
+
+    from server.vllm_patches import PATCH_MARK, mark
+
+    cls = VocabParallelEmbeddingWithLoRA
+    original = cls.can_replace_layer.__func__
+    if getattr(original, PATCH_MARK, None):
+        return
+
+    def can_replace_layer(cls, *args, **kwargs) -> bool:
+        return False
+
+    cls.can_replace_layer = classmethod(mark("no-lora-on-embeddings", can_replace_layer, original))
 
 
 def _share_vllm_logging() -> None:

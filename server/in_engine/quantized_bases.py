@@ -25,6 +25,8 @@ import platform
 
 import torch
 
+from server.vllm_patches import mark
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,7 @@ def install() -> None:
         return original(base_layer)
 
     lora_device._adapter_serve = True
+    mark("lora-device-prepacked", lora_device, original)
     # base_linear imported the function by name, so its module-level name is patched too.
     utils._get_lora_device = base_linear._get_lora_device = lora_device
 

@@ -218,7 +218,9 @@ def install() -> None:
         return _Context(original())
 
     get_mp_context.__adapter_serve_prestart__ = True
-    utils.get_mp_context = get_mp_context
+    from server.vllm_patches import mark
+
+    utils.get_mp_context = mark("engine-core-mp-context", get_mp_context, original)
 
 
 def _find_command_line() -> None:

@@ -141,6 +141,8 @@ def install() -> None:
     """Wrap xgrammar's JSON-schema and structural-tag compilation with both fixes."""
     import xgrammar
 
+    from server.vllm_patches import mark
+
     cls = xgrammar.GrammarCompiler
     if getattr(cls, "_adapter_serve_json_fixes", False):
         return
@@ -156,6 +158,6 @@ def install() -> None:
             args = (structural_tag_argument(args[0], bound),)
         return structural_tag(self, *args, **kwargs)
 
-    cls.compile_json_schema = compile_json_schema
-    cls.compile_structural_tag = compile_structural_tag
+    cls.compile_json_schema = mark("xgrammar-json-schema", compile_json_schema, json_schema)
+    cls.compile_structural_tag = mark("xgrammar-structural-tag", compile_structural_tag, structural_tag)
     cls._adapter_serve_json_fixes = True

@@ -15,6 +15,13 @@ kernels. Two changes to the CPU platform class:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+from server.vllm_patches import PATCH_MARK, mark
+
+if TYPE_CHECKING:
+    from vllm.config import VllmConfig
+    from vllm.platforms.cpu import CpuPlatform
 
 ENABLE_ENV = "ADAPTER_SERVE_FAST_LORA_OPS"
 """Set to 1 by server.engine when ServerConfig.fast_lora_ops is on."""
@@ -32,18 +39,24 @@ def install() -> bool:
 
     if not current_platform.is_cpu():
         return False
-    cls = type(current_platform)
-    cls.get_punica_wrapper = classmethod(lambda _cls: WRAPPER)
+    cls: type[CpuPlatform] = type(current_platform)
+    original = cls.get_punica_wrapper.__func__
+    if not getattr(original, PATCH_MARK, None):
+
+        def get_punica_wrapper(platform_cls) -> str:
+            return WRAPPER
+
+        cls.get_punica_wrapper = classmethod(mark("cpu-punica-wrapper", get_punica_wrapper, original))
     _keep_compilation_with_lora(cls)
     return True
 
 
-def _keep_compilation_with_lora(cls) -> None:
+def _keep_compilation_with_lora(cls: type[CpuPlatform]) -> None:
     if getattr(cls, "_adapter_serve_compiles_lora", False):
         return
     original = cls.check_and_update_config.__func__
 
-    def check_and_update_config(platform_cls, vllm_config) -> None:
+    def check_and_update_config(platform_cls, vllm_config: VllmConfig) -> None:
         lora = vllm_config.lora_config
         if lora is None or lora.fully_sharded_loras:
             return original(platform_cls, vllm_config)
@@ -54,5 +67,5 @@ def _keep_compilation_with_lora(cls) -> None:
         finally:
             vllm_config.lora_config = lora
 
-    cls.check_and_update_config = classmethod(check_and_update_config)
+    cls.check_and_update_config = classmethod(mark("cpu-compile-with-lora", check_and_update_config, original))
     cls._adapter_serve_compiles_lora = True
