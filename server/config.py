@@ -166,6 +166,11 @@ class ServerConfig:
     (torch, vLLM) run beside the server's own instead of after them (vLLM spawns it only once
     the server is ready to start the engine). Off: vLLM spawns it then, as stock vLLM does."""
 
+    allow_untested_vllm: bool = False
+    """Start even if the installed vLLM is not a version this server was tested with (see
+    docs/vllm-patches.md: the server patches vLLM internals that change between releases), with
+    a warning in the log. Off: such a start is refused, with the installed and tested versions."""
+
     trust_remote_code: bool = False
     """Run Python code shipped inside the model directory. Off: only built-in architectures load."""
 

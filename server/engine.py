@@ -10,7 +10,7 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import engine_env, engine_metrics, engine_passthrough
+from server import engine_env, engine_metrics, engine_passthrough, vllm_version
 from server.config import ServerConfig
 from server.in_engine import lifeline, plugin, quantized_bases, soft_prompt_cache
 from server.in_engine.grammars import json_schema
@@ -159,6 +159,8 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     """The engine's configuration, with what the engine's processes read from the environment
     (our vLLM plugin and LoRA ops switched on, the lifeline's server) set in this process, which
     they inherit. Also what `loadtests.bench.offline --engine ours` runs in-process."""
+    # An untested vLLM refused (or warned about, when forced) whatever started the engine.
+    vllm_version.check(config.allow_untested_vllm)
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     engine_env.apply(config)  # also for an engine started without `python -m server` (the bench)
     os.environ[plugin.ENABLE_ENV] = "1"
