@@ -205,9 +205,10 @@ PATCHES: tuple[Patch, ...] = (
         process="worker",
         what=(
             "vLLM writes adapters into its stacked LoRA tensors in place (`set_lora`, "
-            "`reset_lora`), which bumps torch's per-tensor version counter; our derived copies "
-            "of those weights (transposed, bf16-packed) are cached on the tensor object itself "
-            "(attribute `_adapter_serve_lora_cache`) and rebuilt when `_version` changes."),
+            "`reset_lora`), which bumps torch's per-tensor version counter; what we derive from "
+            "those weights (all slices stacked for one matmul, block-diagonal B, the native "
+            "kernel's packed copies) is cached on the tensor object itself (attribute "
+            "`_adapter_serve_lora_cache`) and rebuilt when `_version` changes."),
         upstream="Not a bug: torch has no public version counter.",
         remove_when="torch exposes the version counter publicly, or with cpu-punica-wrapper.",
         scan=("torch.Tensor._version", "?._version", "torch.Tensor._adapter_serve_lora_cache"),
@@ -246,7 +247,7 @@ PATCHES: tuple[Patch, ...] = (
         symbol="vllm.lora.layers.utils._get_lora_device",
         files=("server/in_engine/quantized_bases.py",),
         kind="replaced",
-        process="worker (the plugin installs it in every engine process on CPU)",
+        process="worker, where LoRA layers are built (installed wherever the plugin runs on CPU)",
         what=(
             "vLLM's CPU int8 kernel (compressed-tensors W8A8 without AMX: the oneDNN path) "
             "prepacks a layer's weight into a oneDNN handle and sets `layer.weight = None`; "
@@ -383,7 +384,9 @@ PATCHES: tuple[Patch, ...] = (
             "bundled tcmalloc put first; each unless present) and `vllm_start_environment` its "
             "`TORCHINDUCTOR_COMPILE_THREADS=1`; the hand-over is refused (vLLM spawns the engine "
             "core itself, with a warning) when vLLM's values turn out different."),
-        upstream="See engine-core-mp-context.",
+        upstream=(
+            "See engine-core-mp-context. The libgomp preload mirrored here is itself vLLM's "
+            "workaround for vLLM #27369 (until pytorch #166087 is fixed), as vLLM's source says."),
         remove_when="With engine-core-mp-context.",
         scan=("env:LD_PRELOAD", "env:TORCHINDUCTOR_COMPILE_THREADS", "module:torch.libs"),
         contract=(

@@ -117,3 +117,66 @@ def test_the_tested_versions_are_releases():
     assert vllm_patches.TESTED_VLLM_VERSIONS
     for version in vllm_patches.TESTED_VLLM_VERSIONS:
         assert "+" not in version and all(part.isdigit() for part in version.split("."))
+
+
+SAMPLE = '''
+import os
+import torch
+from vllm.lora.layers import utils
+from vllm.x.base import Base
+from torch._private_mod import Thing
+import xgrammar
+
+ENV = "VLLM_SOMETHING"
+
+
+def patch(config: "VllmConfig", layer: torch.Tensor, anything):
+    original = utils._get_lora_device
+    utils.get_thing = original
+    cls = xgrammar.Compiler
+    cls.compile = None
+    sched = config.scheduler
+    sched.limit = 3
+    layer._version
+    anything._secret
+    setattr(anything, "x", 1)
+    os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "1"
+    return "vllm.v1.engine.core", "not.a.module"
+
+
+class Ours(Base):
+    _override = 1
+
+    def __init__(self):
+        self._mine = 1
+
+    def run(self):
+        return self._mine, self._theirs, self._helper()
+
+    def _helper(self):
+        return None
+'''
+
+
+def test_the_scan_sees_what_it_claims(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from vllm.config import VllmConfig\n")
+    (tmp_path / "pkg" / "mod.py").write_text("from vllm.config import VllmConfig\n" + SAMPLE)
+    found = {(f.name, f.kind) for f in scan(tmp_path, ["pkg"]) if f.file == "pkg/mod.py"}
+    assert found == {
+        ("vllm.lora.layers.utils._get_lora_device", "private"),
+        ("vllm.lora.layers.utils.get_thing", "assigned"),
+        ("torch._private_mod.Thing", "private"),
+        ("xgrammar.Compiler.compile", "assigned"),
+        ("vllm.config.VllmConfig.scheduler.limit", "assigned"),
+        ("torch.Tensor._version", "private"),
+        ("?._secret", "private"),
+        ("setattr(?)", "setattr"),
+        ("env:VLLM_SOMETHING", "env"),
+        ("env:ONEDNN_PRIMITIVE_CACHE_CAPACITY", "env"),
+        ("module:vllm.v1.engine.core", "module"),
+        ("subclass:vllm.x.base.Base", "subclass"),
+        ("vllm.x.base.Base._override", "class-private"),
+        ("vllm.x.base.Base._helper", "class-private"),
+        ("vllm.x.base.Base._theirs", "inherited-private"),
+    }
