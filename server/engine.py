@@ -168,6 +168,12 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
+    if config.fast_lora_ops:
+        # The CPU platform's config rule the plugin changes (compiled LoRA) runs in this process,
+        # where the engine's config is built. vLLM loads its plugins once per process, on first
+        # need: before the flag above was set when an --engine-arg was read first (with vLLM's
+        # own parser), and the plugin did nothing then. So installed here, whatever came first.
+        lora_ops_install.install()
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)

@@ -12,6 +12,7 @@ from vllm.platforms import current_platform
 
 from server.in_engine.lora_ops import install
 from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
+from server.vllm_patches import theirs
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def platform_class():
     cls = type(current_platform)
     saved = {k: cls.__dict__[k] for k in ("get_punica_wrapper", "check_and_update_config",
                                           "_adapter_serve_compiles_lora") if k in cls.__dict__}
+    # vLLM's own to start from, should this process have installed ours already (prepare_engine).
+    for k in ("get_punica_wrapper", "check_and_update_config"):
+        setattr(cls, k, classmethod(theirs(cls, k)))
+    if "_adapter_serve_compiles_lora" in cls.__dict__:
+        delattr(cls, "_adapter_serve_compiles_lora")
     env = dict(os.environ)
     yield cls
     for k in ("get_punica_wrapper", "check_and_update_config", "_adapter_serve_compiles_lora"):
