@@ -83,7 +83,9 @@ def source(obj) -> str:
 
 
 def accepts(base_fn, our_fn) -> list[str]:
-    """Why a call vLLM makes as `base_fn`'s signature allows would not bind to `our_fn`."""
+    """Why a call vLLM makes as `base_fn`'s signature allows would not bind to `our_fn`, or
+    would pass a required argument ours does not name (it would only reach vLLM's method
+    through **kwargs on some paths)."""
     base, ours = inspect.signature(base_fn), inspect.signature(our_fn)
     kinds = inspect.Parameter
     ours_params = list(ours.parameters.values())
@@ -106,6 +108,9 @@ def accepts(base_fn, our_fn) -> list[str]:
             problems.append("extra positional arguments are not accepted")
         elif p.kind == kinds.VAR_KEYWORD and not var_keyword:
             problems.append("extra keyword arguments are not accepted")
+        if p.default is p.empty and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD) \
+                and p.name not in ours.parameters:
+            problems.append(f"vLLM's method requires `{p.name}`, which ours does not name")
     for p in ours_params:
         if p.default is p.empty and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD) \
                 and p.name not in base.parameters:
@@ -113,16 +118,19 @@ def accepts(base_fn, our_fn) -> list[str]:
     return problems
 
 
-def require_overrides(ours: type, base: type, overridden: tuple[str, ...]) -> None:
+def require_overrides(ours: type, base: type, overridden: tuple[str, ...], forwarded: tuple[str, ...] = ()) -> None:
     """Each method our subclass overrides exists on the base, as the same kind of attribute, and
-    every call the base's signature allows binds to ours; and every method of ours that the base
+    every call the base's signature allows binds to ours (`forwarded`: ours passes everything on
+    unchanged, `*args, **kwargs`: it only has to exist); and every method of ours that the base
     also has is listed (so a new override is checked too)."""
     own = {name for name, value in vars(ours).items()
            if inspect.isfunction(value) or isinstance(value, (property, classmethod, staticmethod))}
-    unlisted = sorted(n for n in own - set(overridden) if hasattr(base, n))
+    unlisted = sorted(n for n in own - set(overridden) - set(forwarded) if hasattr(base, n))
     require(not unlisted, f"{ours.__qualname__} also overrides {unlisted}: list them in its contract")
-    for name in overridden:
+    for name in (*overridden, *forwarded):
         require(hasattr(base, name), f"{base.__qualname__}.{name} is gone (overridden by {ours.__qualname__})")
+        if name in forwarded:
+            continue
         mine, theirs_ = inspect.getattr_static(ours, name), inspect.getattr_static(base, name)
         if isinstance(mine, property):
             require(isinstance(theirs_, property), f"{base.__qualname__}.{name} is no longer a property")
@@ -171,8 +179,8 @@ def _():
     from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
 
     require_overrides(GroupedPunicaWrapperCPU, PunicaWrapperCPU,
-                      ("__init__", "update_metadata", "add_lora_linear", "add_lora_logits",
-                       "add_shrink", "add_expand"))
+                      ("update_metadata", "add_lora_linear", "add_lora_logits", "add_shrink", "add_expand"),
+                      forwarded=("__init__",))
     require_members(PunicaWrapperCPU, "token_lora_indices", "sampler_indices")
 
 
