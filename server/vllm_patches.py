@@ -143,7 +143,10 @@ PATCHES: tuple[Patch, ...] = (
             "without LoRA is kept; our wrapper's linear LoRA is one opaque custom op "
             "(`lora_ops/op.py`) that a compiled model can call. Fully sharded LoRA keeps vLLM's "
             "rule (its Python ops cannot be compiled). Also marks the class with "
-            "`_adapter_serve_compiles_lora` so that it is wrapped once."),
+            "`_adapter_serve_compiles_lora` so that it is wrapped once. The rule runs in the API "
+            "process, where the config is built; `server.engine.prepare_engine` installs the "
+            "wrapper there itself, since vLLM may have loaded its plugins in that process before "
+            "the plugin's flag was set (reading an --engine-arg with vLLM's parser does)."),
         upstream=(
             "Related: vLLM #10617 (closed: LoRA + torch.compile works on GPU since V1). For CPU, "
             "none found. To file (vLLM): *[CPU][LoRA] LoRA forces eager mode on CPU* -- "

@@ -10,9 +10,8 @@ their constants (the environment flags it sets) and the few functions noted belo
 Which process runs what:
 
     plugin              every process vLLM starts (engine core, workers). Also the API process
-                        once `server.engine` has set the flag: vLLM loads its plugins there too
-                        (AsyncEngineArgs), and the CPU platform's config rule patched by
-                        `lora_ops.install` acts there, where the engine's config is built.
+                        if vLLM loads its plugins there after `server.engine` has set the flag
+                        (AsyncEngineArgs does).
     lifeline            engine core and workers: each kills itself once the server is gone.
     engine_phases       engine core and workers: start-up phases into the server's trace.
     compile_cache       the process that compiles the model (the worker; the engine core when
@@ -20,8 +19,9 @@ Which process runs what:
     quantized_bases     `install`: the worker (where LoRA layers are built). `warn_if_inexact`:
                         the API process, before the engine starts.
     lora_ops/           the worker: vLLM's CPU punica wrapper replaced (`punica`, `op`,
-                        `grouped`, `native`); `install` also in the API process (see plugin).
-                        `bench` is a stand-alone micro-benchmark.
+                        `grouped`, `native`). `bench` is a stand-alone micro-benchmark.
+    lora_ops/install    also the API process, where the engine's config is built and the CPU
+                        platform's config rule it wraps runs (`server.engine` installs it there).
     grammars/           the engine core, where xgrammar compiles a request's grammar.
                         `WHITESPACE_KEY` is also written by the API process into requests.
     soft_prompt_cache/  `plan`: the engine core (next to the scheduler); `blocks`: the worker;
