@@ -2,8 +2,9 @@
 
 `adapter-serve` (the console script pyproject.toml installs) is the same command.
 
-Exit status: 0 after a shutdown (SIGTERM, SIGINT), 1 when the engine failed to start, 3 when
-the engine died while serving (see server.lifecycle).
+Exit status: 0 after a shutdown (SIGTERM, SIGINT), 1 when the engine failed to start or the
+start was refused (an untested vLLM version, a bad --engine-arg, ...), 3 when the engine died
+while serving (see server.lifecycle).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     from server.config import ServerConfig
 
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")
+    from server import vllm_version
+
+    # Before anything imports vLLM or starts the engine core's interpreter.
+    if reason := vllm_version.refusal(config.allow_untested_vllm):
+        sys.exit(reason)
     from server import engine_env
     from server.startup import prestart
 

@@ -160,15 +160,21 @@ class ServerConfig:
     default, or ONEDNN_PRIMITIVE_CACHE_CAPACITY as set."""
 
     fast_lora_ops: bool = True
-    """On CPU, compute LoRA with this project's ops (server/lora_ops: a C++ kernel built on first
-    use for adapters with few tokens in a step, grouped matmuls for the others; no per-token
-    weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled (vLLM
-    runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's kernels."""
+    """On CPU, compute LoRA with this project's ops (server/in_engine/lora_ops: a C++ kernel built
+    on first use for adapters with few tokens in a step, grouped matmuls for the others; no
+    per-token weight copies; same results as vLLM's) and keep the model compiled with LoRA enabled
+    (vLLM runs it eagerly). Off: vLLM's own ops, eager. No effect on GPU, which keeps vLLM's
+    kernels."""
 
     prestart_engine: bool = True
     """On CPU, start the engine core's interpreter as the server starts, so that its imports
     (torch, vLLM) run beside the server's own instead of after them (vLLM spawns it only once
     the server is ready to start the engine). Off: vLLM spawns it then, as stock vLLM does."""
+
+    allow_untested_vllm: bool = False
+    """Start even if the installed vLLM is not a version this server was tested with (see
+    docs/vllm-patches.md: the server patches vLLM internals that change between releases), with
+    a warning in the log. Off: such a start is refused, with the installed and tested versions."""
 
     trust_remote_code: bool = False
     """Run Python code shipped inside the model directory. Off: only built-in architectures load."""

@@ -10,11 +10,11 @@ from vllm.platforms import current_platform
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server import (engine_env, engine_metrics, engine_passthrough, lifeline, quantized_bases, soft_prompt_cache,
-                    vllm_plugin)
+from server import engine_env, engine_metrics, engine_passthrough, vllm_version
 from server.config import ServerConfig
-from server.grammars import json_schema
-from server.lora_ops import install as lora_ops_install
+from server.in_engine import lifeline, plugin, quantized_bases, soft_prompt_cache
+from server.in_engine.grammars import json_schema
+from server.in_engine.lora_ops import install as lora_ops_install
 from server.startup import model_info, prestart, trace
 
 
@@ -62,7 +62,7 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
 
 
 def engine_config(config: ServerConfig) -> VllmConfig:
-    vllm_config = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
+    vllm_config: VllmConfig = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
     scheduler = vllm_config.scheduler_config
     if config.max_queued_requests is not None:
         # vLLM's limit counts running and waiting requests alike; ours counts the waiting ones.
@@ -114,7 +114,7 @@ def refusal(config: ServerConfig) -> str | None:
         # ("current platform cpu does not support ray").
         return ("--distributed-executor-backend ray: vLLM runs on Ray only with GPUs (or other "
                 "accelerators); on CPU use mp or uni, and several servers for several machines")
-    from server.lora_ops import native
+    from server.in_engine.lora_ops import native
 
     try:
         native.isa()  # read again in the engine's processes, where a bad value would kill them
@@ -159,13 +159,21 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     """The engine's configuration, with what the engine's processes read from the environment
     (our vLLM plugin and LoRA ops switched on, the lifeline's server) set in this process, which
     they inherit. Also what `loadtests.bench.offline --engine ours` runs in-process."""
+    # An untested vLLM refused (or warned about, when forced) whatever started the engine.
+    vllm_version.check(config.allow_untested_vllm)
     # Inherited by the engine's processes, where it switches our vLLM plugin on.
     engine_env.apply(config)  # also for an engine started without `python -m server` (the bench)
-    os.environ[vllm_plugin.ENABLE_ENV] = "1"
+    os.environ[plugin.ENABLE_ENV] = "1"
     os.environ[lifeline.SERVER_PID_ENV] = str(os.getpid())
     os.environ[lora_ops_install.ENABLE_ENV] = "1" if config.fast_lora_ops else "0"
     os.environ[json_schema.LIMIT_ENV] = "" if config.json_max_whitespace < 0 \
         else str(config.json_max_whitespace)
+    if config.fast_lora_ops:
+        # The CPU platform's config rule the plugin changes (compiled LoRA) runs in this process,
+        # where the engine's config is built. vLLM loads its plugins once per process, on first
+        # need: before the flag above was set when an --engine-arg was read first (with vLLM's
+        # own parser), and the plugin did nothing then. So installed here, whatever came first.
+        lora_ops_install.install()
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)

@@ -5,8 +5,8 @@ in front of the input embeddings. We do the same with vLLM's mixed input form: t
 token ids with `num_virtual_tokens` placeholder positions in front, a mask saying which positions
 are real tokens, and an embeddings tensor whose first rows are the soft prompt (the engine reads
 rows only where the mask is False). The engine hashes those rows into its prefix cache, so two
-soft prompts never share cached blocks; `server.soft_prompt_cache` computes the virtual tokens'
-keys and values once per soft prompt and LoRA, also when they fill no whole block.
+soft prompts never share cached blocks; `server.in_engine.soft_prompt_cache` computes the virtual
+tokens' keys and values once per soft prompt and LoRA, also when they fill no whole block.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
 from server.errors import bad_request
-from server.grammars.json_schema import WHITESPACE_KEY
+from server.in_engine.grammars.json_schema import WHITESPACE_KEY
 from server.protocol.common import SamplingRequest
 
 ANY_JSON_OBJECT = {"type": "object"}
@@ -75,7 +75,7 @@ def checked(engine, constraint: Constraint | None, json_max_whitespace: int | No
 
 def with_whitespace(params: StructuredOutputsParams, limit: int | None) -> StructuredOutputsParams:
     """`params` with a request's whitespace limit at the root of its JSON schema or structural
-    tag, where the engine's grammar fix reads (and removes) it: server.grammars.json_schema.
+    tag, where the engine's grammar fix reads (and removes) it: server.in_engine.grammars.json_schema.
     Unchanged without a limit, or for a regex, choice or grammar (they say their own spaces)."""
     if limit is None:
         return params

@@ -20,9 +20,13 @@ def install() -> bool:
         return False
     from vllm.model_executor.models import registry
 
-    registry._run_in_subprocess = _run_here
+    from server.vllm_patches import PATCH_MARK, mark
+
+    original = registry._run_in_subprocess
+    if not getattr(original, PATCH_MARK, None):
+
+        def run_here(fn):
+            return fn()
+
+        registry._run_in_subprocess = mark("model-info-in-process", run_here, original)
     return True
-
-
-def _run_here(fn):
-    return fn()

@@ -32,9 +32,10 @@ from multiprocessing.reduction import ForkingPickler
 # Imported ahead: the engine core's target, its executor and CPU worker, and this server's vLLM
 # plugin with what it installs. The model's own module is known only from its config.
 PRELOAD = ("vllm.v1.engine.core", "vllm.v1.executor.uniproc_executor",
-           "vllm.v1.worker.cpu_worker", "vllm.lora.model_manager", "server.vllm_plugin",
-           "server.lora_ops.install", "server.grammars.json_schema", "server.quantized_bases",
-           "server.startup.compile_cache", "server.startup.engine_phases")
+           "vllm.v1.worker.cpu_worker", "vllm.lora.model_manager", "server.in_engine.plugin",
+           "server.in_engine.lora_ops.install", "server.in_engine.grammars.json_schema",
+           "server.in_engine.quantized_bases", "server.in_engine.compile_cache",
+           "server.in_engine.engine_phases")
 NAME = "EngineCore-prestarted"
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,9 @@ def install() -> None:
         return _Context(original())
 
     get_mp_context.__adapter_serve_prestart__ = True
-    utils.get_mp_context = get_mp_context
+    from server.vllm_patches import mark
+
+    utils.get_mp_context = mark("engine-core-mp-context", get_mp_context, original)
 
 
 def _find_command_line() -> None:

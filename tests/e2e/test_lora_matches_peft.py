@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from server.lora_ops import native
+from server.in_engine.lora_ops import native
 from tests import oracle
 from tests.conftest import API_KEY, ServerProcess
 

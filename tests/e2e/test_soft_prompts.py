@@ -69,7 +69,7 @@ def test_mixed_concurrent_batches_equal_single_requests(client, tiny):
 @pytest.mark.parametrize("virtual", [5, 150])
 def test_virtual_tokens_computed_once_then_reused(client, server, tiny, tmp_path, virtual):
     """A soft prompt's first request computes its virtual tokens; the next ones load their keys
-    and values (server.soft_prompt_cache), shown as cached prompt tokens, with PEFT's output.
+    and values (server.in_engine.soft_prompt_cache), shown as cached prompt tokens, with PEFT's output.
     150 virtual tokens span two 128-token KV blocks: the first whole block comes from vLLM's
     prefix cache, the rest from the soft-prompt cache. Each LoRA under it is a cache entry."""
     name = f"fresh-{virtual}"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 # Bounded strings and numbers: a random model at temperature 1 would otherwise write until
 # max_tokens, and the point here is that what it writes always parses. `note` is free text: the
 # tiny model's byte-level vocabulary can write any byte sequence, and under xgrammar 0.2.8 alone
-# it wrote invalid UTF-8 there (U+FFFD once decoded, past maxLength); server.grammars.json_schema
+# it wrote invalid UTF-8 there (U+FFFD once decoded, past maxLength); server.in_engine.grammars.json_schema
 # admits valid UTF-8 only.
 NESTED = {
     "type": "object",

@@ -2,7 +2,7 @@
 and every adapter of the mix shows up in the stats.
 
 It caught, on the first run, vLLM's LoRA embedding wrapper killing the engine when a batch mixed
-soft-prompt embeddings with a LoRA ("einsum(): subscript b has size N+V ... N"; server/vllm_plugin.py
+soft-prompt embeddings with a LoRA ("einsum(): subscript b has size N+V ... N"; server/in_engine/plugin.py
 removes that wrapper): the health check below names that failure instead of 503s per request.
 """
 

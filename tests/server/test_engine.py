@@ -119,3 +119,28 @@ def test_an_unknown_platform_for_binding_keeps_vllms_worker(tiny, restored_envir
     assert engine.engine_config(config).parallel_config.distributed_executor_backend == "mp"
     config.distributed_executor_backend = "uni"  # asked for: kept
     assert engine.engine_config(config).parallel_config.distributed_executor_backend == "uni"
+
+
+def test_an_engine_arg_read_first_does_not_cost_lora_its_compiled_model(tiny, restored_environment, monkeypatch):
+    # `python -m server` reads --engine-arg values with vLLM's own parser, which makes vLLM load
+    # its plugins in this process before prepare_engine sets the plugin's flag: the plugin then
+    # did nothing here, and vLLM's CPU rule (no compilation with LoRA) applied to the config.
+    from vllm import plugins
+    from vllm.config import CompilationMode
+    from vllm.platforms import current_platform
+
+    from server.in_engine import plugin
+    from server.vllm_patches import theirs
+
+    if not current_platform.is_cpu():
+        pytest.skip("the CPU platform's rule")
+    cls = type(current_platform)
+    for name in ("get_punica_wrapper", "check_and_update_config"):  # vLLM's own, restored after
+        monkeypatch.setattr(cls, name, classmethod(theirs(cls, name)))
+    monkeypatch.setattr(cls, "_adapter_serve_compiles_lora", False, raising=False)
+    monkeypatch.delenv(plugin.ENABLE_ENV, raising=False)
+    monkeypatch.setattr(plugins, "plugins_loaded", False)
+    plugins.load_general_plugins()  # what reading an --engine-arg does first
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256,
+                          engine_arg=["max-parallel-loading-workers=2"])
+    assert engine.prepare_engine(config).compilation_config.mode == CompilationMode.DYNAMO_TRACE_ONCE

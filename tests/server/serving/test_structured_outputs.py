@@ -59,7 +59,7 @@ def test_controls_that_fight_a_grammar_are_refused(fields, param):
 def test_a_requests_whitespace_choice_is_marked_where_the_engine_reads_it():
     from vllm.sampling_params import StructuredOutputsParams
 
-    from server.grammars.json_schema import WHITESPACE_KEY
+    from server.in_engine.grammars.json_schema import WHITESPACE_KEY
 
     mark = structured_outputs.with_whitespace
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
