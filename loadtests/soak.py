@@ -42,10 +42,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapter_formats.manifest import base_model_identity
 from loadtests.bench.assets import ensure_assets
 from loadtests.bench.ours import Ours
 from loadtests.bench.procs import ROOT, ServerProcess, free_port, install_cleanup, rss_by_role
-from server.adapters.manifest import base_model_identity
 from training.publish import publish_adapter
 
 LOCUST = str(Path(sys.executable).with_name("locust"))

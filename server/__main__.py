@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from server.cli_args import parse_dataclass
+    from adapter_formats.cli_args import parse_dataclass
     from server.config import ServerConfig
 
     config = parse_dataclass(ServerConfig, argv, prog="python -m server")

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from server.cli_args import add_dataclass_arguments
+from adapter_formats.cli_args import add_dataclass_arguments
 
 
 class RecipeError(ValueError):

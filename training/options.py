@@ -95,7 +95,7 @@ class OutputConfig:
     """Generation length for evaluation."""
 
     def validate(self) -> None:
-        from server.adapters.paths import is_valid_name
+        from adapter_formats.paths import is_valid_name
 
         if self.name and not is_valid_name(self.name):
             raise ValueError(f"output.name {self.name!r}: use letters, digits, '.', '_', '-' (no leading dot)")

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from server.adapters.manifest import base_model_identity, write_manifest
-from server.adapters.paths import is_valid_name
+from adapter_formats.manifest import base_model_identity, write_manifest
+from adapter_formats.paths import is_valid_name
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def manifest_from_run(summary: dict) -> dict:
-    """The manifest fields (server/adapters/manifest.py) from a run's run.json."""
+    """The manifest fields (adapter_formats/manifest.py) from a run's run.json."""
     base = Path(summary["base_model"])
     data = summary.get("data", {})
     return {

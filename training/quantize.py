@@ -59,7 +59,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, scheme: str = "W8
         QuantizationConfig, apply_quantization_config, preset_name_to_scheme)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from server.adapters.manifest import QUANTIZATION_LINEAGE_FILE, base_model_identity
+    from adapter_formats.manifest import QUANTIZATION_LINEAGE_FILE, base_model_identity
 
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")

@@ -3,7 +3,7 @@
 With the `lora-48` or `cold` workload it serves a writable copy of that folder (in its scratch
 folder, removed afterwards): `lora-48` adds the extra LoRAs, `cold` publishes a new adapter into it
 before each request. Copies, not symlinks: the server refuses files that resolve outside its
-adapters folder (server/adapters/paths.py).
+adapters folder (adapter_formats/paths.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from server.adapters.manifest import base_model_identity, quantized_from_identity
+from adapter_formats.manifest import base_model_identity, quantized_from_identity
 
 
 @dataclass(frozen=True)

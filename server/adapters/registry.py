@@ -25,10 +25,10 @@ from typing import Any, Literal, Protocol
 
 from vllm.lora.request import LoRARequest
 
-from server.adapters import paths
+from adapter_formats import paths
+from adapter_formats.manifest import mismatch as manifest_mismatch
+from adapter_formats.servable import LORA, AdapterInvalid, LoraSpec, validate_lora
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.manifest import mismatch as manifest_mismatch
-from server.adapters.lora import AdapterInvalid, LoraSpec, validate_lora
 from server.errors import APIError, model_not_found
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,8 @@ class AdapterRegistry:
             )
             peft_type = str(config.get("peft_type", "")).upper()
             weights = snapshot / paths.WEIGHTS_FILE
-            if peft_type == "LORA":
-                adapter.lora = validate_lora(config, weights, self.base, self.max_lora_rank)
+            if peft_type == LORA:
+                adapter.lora = validate_lora(config, weights, self.base.linear_shapes, self.max_lora_rank)
                 adapter.lora_request = LoRARequest(
                     lora_name=engine_lora_name(name, version), lora_int_id=version,
                     lora_path=str(snapshot))

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from adapter_formats.servable import SOFT_PROMPT_TYPES, AdapterInvalid, soft_prompt_config_problems
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.lora import AdapterInvalid
 
 _TENSOR = "prompt_embeddings"
 
@@ -54,7 +54,7 @@ class SoftPrompt:
 
 
 class SoftPromptLoader:
-    SERVABLE = ("PROMPT_TUNING", "P_TUNING")
+    SERVABLE = SOFT_PROMPT_TYPES
 
     def __init__(self, max_model_len: int, dtype: torch.dtype) -> None:
         self.max_model_len = max_model_len
@@ -64,13 +64,9 @@ class SoftPromptLoader:
         return peft_type in (*self.SERVABLE, "PREFIX_TUNING")
 
     def load(self, config: dict, weights: Path, base: BaseModelInfo) -> SoftPrompt:
-        peft_type = str(config.get("peft_type", "")).upper()
-        if peft_type == "PREFIX_TUNING":
-            raise AdapterInvalid(
-                "prefix tuning puts learned key/values into every layer, which cannot be passed "
-                "to the engine as input embeddings; retrain it as prompt tuning (PROMPT_TUNING)")
-        if config.get("num_transformer_submodules", 1) not in (1, None):
-            raise AdapterInvalid("soft prompts for encoder-decoder models are not supported")
+        problems = soft_prompt_config_problems(config)
+        if problems:
+            raise AdapterInvalid("; ".join(problems))
         try:
             with safe_open(weights, framework="pt") as f:
                 if _TENSOR not in f.keys():

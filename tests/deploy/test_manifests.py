@@ -10,9 +10,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from adapter_formats.cli_args import parse_dataclass
 from server import engine_passthrough, lifecycle
 from server.app import create_app
-from server.cli_args import parse_dataclass
 from server.config import ServerConfig
 from training.config import parse_command_line
 from training.publish import PublishConfig

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from server.adapters.manifest import base_model_identity, write_manifest
+from adapter_formats.manifest import base_model_identity, write_manifest
 from tests import oracle
 from tests.conftest import API_KEY
 from tests.e2e.helpers import pooling_server, publish

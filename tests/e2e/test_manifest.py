@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 
-from server.adapters.manifest import base_model_identity, write_manifest
+from adapter_formats.manifest import base_model_identity, write_manifest
 from tests.e2e.helpers import publish
 from tests.e2e.test_bad_input import OK_COMPLETION, assert_error
 

@@ -22,7 +22,7 @@ import openai
 import pytest
 import torch
 
-from server.adapters.manifest import base_model_identity, write_manifest
+from adapter_formats.manifest import base_model_identity, write_manifest
 from tests import oracle
 from tests.conftest import API_KEY, ServerProcess
 from tests.e2e.test_bad_input import assert_error

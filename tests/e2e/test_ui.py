@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from adapter_formats.ratings import read_judgements
 from tests.conftest import API_KEY
 from training.__main__ import main as training_main
-from training.elo import read_judgements
 from training.rlhf.preferences import read_preferences
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ui"

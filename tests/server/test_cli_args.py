@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.cli_args import attribute_docs, parse_dataclass
+from adapter_formats.cli_args import attribute_docs, parse_dataclass
 from server.config import ServerConfig
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.adapters.manifest import base_model_identity, mismatch
+from adapter_formats.manifest import base_model_identity, mismatch
 from tests.training.conftest import make_recipe
 from training.__main__ import main
 from training.methods import METHODS

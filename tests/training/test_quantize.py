@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
+from adapter_formats.manifest import base_model_identity
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.manifest import base_model_identity
 from training.__main__ import main
 from training.quantize import quantize_model
 

@@ -11,16 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapter_formats.rows import BadRow
 from training.templates import join_instruction
 
 FORMATS = ("instruction", "messages", "prompt_completion", "text")
-
-
-class BadRow(ValueError):
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,7 @@ def train_contrastive(recipe: Recipe) -> dict:
         "method": METHOD.name,
         "produces": "adapter",
         # What training.publish writes into the manifest: serve it from a `--runner pooling
-        # --convert embed` server (server/adapters/manifest.py refuses it anywhere else).
+        # --convert embed` server (adapter_formats/manifest.py refuses it anywhere else).
         "runner": "pooling",
         "task": "embed",
         "base_model": str(facts.path.resolve()),

@@ -6,7 +6,7 @@
 
 Every competitor (the base, and each adapter under its directory's name) answers every prompt
 greedily, in-process or on `--server` (as `eval` does: training/evaluate.py); a judge
-(training/evaluation/judges.py) compares every pair of answers per prompt; training/elo.py fits
+(training/evaluation/judges.py) compares every pair of answers per prompt; adapter_formats/ratings.py fits
 Bradley-Terry ratings with 95% bootstrap intervals over prompts. Written into --out:
     elo.md    the leaderboard table
     elo.png   ratings with their intervals as error bars
@@ -25,9 +25,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from transformers import AutoTokenizer
 
+from adapter_formats.ratings import ELO_MEAN, Rating, leaderboard
 from training.data import DataConfig, Example, prompt_ids
 from training.data.dataset import read_valid
-from training.elo import ELO_MEAN, Rating, leaderboard
 from training.evaluate import generate, load_tuned
 from training.evaluation.judges import Judge, metric_judge, reward_judge, server_judge
 from training.evaluation.served import Served, served_answers

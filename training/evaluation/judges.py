@@ -10,7 +10,7 @@
              cancels out (two matches per pair)
 
 A judge maps (examples, answers: competitor -> one answer per example) to judgements, one per
-example: the matches between every pair of competitors on it (training.elo.Match), so Elo's
+example: the matches between every pair of competitors on it (adapter_formats.ratings.Match), so Elo's
 bootstrap resamples prompts. Two competitors with the same answer always tie.
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
+from adapter_formats.ratings import Match
 from training.data import Example
-from training.elo import Match
 from training.evaluate import METRICS
 from training.evaluation.served import Served
 from training.templates import PromptTemplate

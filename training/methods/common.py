@@ -186,12 +186,12 @@ def save_result(model: torch.nn.Module, method: Method, out: Path, tokenizer, fa
     if state_dict is not None:
         state_dict = {k: v.to(facts.dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     if method.produces == "adapter":
-        from training.methods.servable import check_peft_config
+        from adapter_formats.servable import config_problems
 
         config = model.peft_config["default"]
         # Last guard: a trainer could have changed the config (TRL adds modules_to_save when it
         # clones a chat template that adds tokens).
-        problems = check_peft_config(config, recipe.output.max_lora_rank)
+        problems = config_problems(config.to_dict(), recipe.output.max_lora_rank)
         if problems:
             raise Refused("the trained adapter would not be servable: " + "; ".join(problems))
         # Stored in the base model's dtype, so the server sees one dtype per model.

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig, TaskType, get_peft_model
 
+from adapter_formats.servable import check_targets, config_problems
 from training.config import Recipe
 from training.methods.common import BaseFacts, Method
-from training.methods.servable import check_peft_config, check_targets
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -47,7 +47,7 @@ def lora_config(opts: LoraOptions) -> LoraConfig:
 
 
 def refuse_lora(recipe: Recipe, facts: BaseFacts) -> list[str]:
-    return (check_peft_config(lora_config(recipe.lora), recipe.output.max_lora_rank)
+    return (config_problems(lora_config(recipe.lora).to_dict(), recipe.output.max_lora_rank)
             + check_targets(recipe.lora.target_modules, facts.linear_modules))
 
 

@@ -1,7 +1,7 @@
 """A judgement: a verdict on a comparison's answers, appended as preference rows.
 
 The rows are in the format `python -m training reward` and `dpo` read
-(training/rlhf/preferences.py), each checked with that reader before it is written:
+(adapter_formats/preferences.py), each checked with that reader before it is written:
 
     better (2 answers)   {"prompt", "chosen", "rejected", "chosen_model", "rejected_model", ...}
     better (3-4)         one such row per answer the winner beat (a best-of-k is no full order)
@@ -20,12 +20,12 @@ import asyncio
 import datetime
 import logging
 
+from adapter_formats.preferences import pairs_from_row
+from adapter_formats.rows import BadRow
 from server.errors import APIError, bad_request
 from server.protocol.feedback import Judgement, JudgementRequest
 from server.serving.feedback import Feedback
 from server.serving.feedback.comparisons import Comparison, label
-from training.data.records import BadRow
-from training.rlhf.preferences import pairs_from_row
 
 log = logging.getLogger("server")
 

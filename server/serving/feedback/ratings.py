@@ -1,4 +1,5 @@
-"""The leaderboard: Elo ratings of the judged targets, from the preference file (training/elo.py).
+"""The leaderboard: Elo ratings of the judged targets, from the preference file
+(adapter_formats/ratings.py).
 
 The file is the record (judgements from earlier runs, other replicas or a hand-made file
 count alike); the fit and its bootstrap are redone only when the file has changed.
@@ -10,8 +11,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from adapter_formats.ratings import leaderboard, read_judgements
 from server.protocol.feedback import Leaderboard, LeaderboardEntry
-from training.elo import leaderboard, read_judgements
 
 ROUNDS = 1000
 CONFIDENCE = 0.95

@@ -12,9 +12,9 @@ import shutil
 import pytest
 from vllm.v1.engine.exceptions import EngineDeadError
 
+from adapter_formats.ratings import read_judgements
 from server.serving.feedback import comparisons
 from tests.server.api.scripted import ScriptedEngine
-from training.elo import read_judgements
 from training.rlhf.preferences import read_preferences
 
 KEY = "sk-ui-test"

@@ -11,9 +11,9 @@ from peft import PeftConfig, PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from adapter_formats.manifest import base_model_identity
+from adapter_formats.servable import validate_lora
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.lora import validate_lora
-from server.adapters.manifest import base_model_identity
 from tests.training.classification.conftest import classifier_recipe
 from tests.training.conftest import bits, write_jsonl
 from training import devices
@@ -110,8 +110,9 @@ def test_lora_on_a_classifier_keeps_its_head_and_publishes_a_servable_adapter(he
     adapter = out / "adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["task_type"] is None and not config["modules_to_save"]
-    # What the server checks when a request names the adapter (server/adapters/lora.py).
-    spec = validate_lora(config, adapter / "adapter_model.safetensors", BaseModelInfo.load(classifier), max_rank=16)
+    # What the server checks when a request names the adapter (adapter_formats/servable.py).
+    spec = validate_lora(config, adapter / "adapter_model.safetensors", BaseModelInfo.load(classifier).linear_shapes,
+                         max_rank=16)
     assert spec.rank == 4 and spec.target_modules == tuple(sorted(ALL_LINEAR))
     lora = load_file(adapter / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero: it trained

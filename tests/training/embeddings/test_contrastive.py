@@ -13,9 +13,9 @@ from peft import get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from adapter_formats.manifest import base_model_identity, mismatch
+from adapter_formats.servable import validate_lora
 from server.adapters.base_model import BaseModelInfo
-from server.adapters.lora import validate_lora
-from server.adapters.manifest import base_model_identity, mismatch
 from tests import oracle
 from tests.training.embeddings.conftest import contrastive_recipe
 from training.__main__ import COMMANDS
@@ -97,7 +97,7 @@ def test_adapter_embeddings_equal_the_served_ones(contrastive_run, tiny):
 def test_saved_adapter_passes_the_servers_lora_validation_and_publishes_for_embed(contrastive_run, tiny):
     out, summary, adapters = contrastive_run
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    spec = validate_lora(config, out / "adapter" / "adapter_model.safetensors", BaseModelInfo.load(tiny["base"]),
+    spec = validate_lora(config, out / "adapter" / "adapter_model.safetensors", BaseModelInfo.load(tiny["base"]).linear_shapes,
                          max_rank=16)
     assert spec.rank == 8 and "q_proj" in spec.target_modules
     manifest = json.loads((adapters / out.name / "manifest.json").read_text())

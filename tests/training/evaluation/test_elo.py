@@ -10,10 +10,10 @@ from peft import LoraConfig, TaskType, get_peft_model
 from PIL import Image
 from transformers import AutoTokenizer
 
+from adapter_formats.ratings import leaderboard
 from tests.training.conftest import write_jsonl
 from training.__main__ import main
 from training.data import Example, prompt_ids
-from training.elo import leaderboard
 from training.evaluate import generate, load_tuned
 from training.evaluation.judges import metric_judge
 from training.rlhf.reward import RewardScorer, load_classifier

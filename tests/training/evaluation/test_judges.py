@@ -3,8 +3,8 @@ served judge's verdict."""
 
 from __future__ import annotations
 
+from adapter_formats.ratings import Match
 from training.data import Example
-from training.elo import Match
 from training.evaluation.judges import metric_judge, parse_verdict
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from server.adapters.paths import UnsafePath, adapter_files, is_valid_name, resolve_inside
+from adapter_formats.paths import UnsafePath, adapter_files, is_valid_name, resolve_inside
 
 
 @pytest.mark.parametrize("name", ["a", "lora-1", "x.v2", "A_b"])

@@ -1,4 +1,4 @@
-"""training.elo: the Bradley-Terry fit on the Elo scale, ties as half, bootstrap intervals, and
+"""adapter_formats.ratings: the Bradley-Terry fit on the Elo scale, ties as half, bootstrap intervals, and
 reading judgements back from a preference file."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from training.elo import Match, fit, leaderboard, matches_from_row, read_judgements
+from adapter_formats.ratings import Match, fit, leaderboard, matches_from_row, read_judgements
 
 
 def simulated(strengths: dict[str, float], n: int, seed: int = 0) -> list[list[Match]]:

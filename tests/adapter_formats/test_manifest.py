@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from server.adapters.manifest import FORMAT, mismatch
+from adapter_formats.manifest import FORMAT, mismatch
 
 IDENTITY = "sha256:" + "0" * 64
 
@@ -36,7 +36,7 @@ def test_base_identity_is_checked_first():
 
 
 def test_a_quantized_base_accepts_adapters_of_the_model_it_came_from(tmp_path):
-    from server.adapters.manifest import QUANTIZATION_LINEAGE_FILE, quantized_from_identity
+    from adapter_formats.manifest import QUANTIZATION_LINEAGE_FILE, quantized_from_identity
 
     # What `training quantize` writes beside the quantized model's config.json.
     (tmp_path / QUANTIZATION_LINEAGE_FILE).write_text(json.dumps({"quantized_from": {"identity": IDENTITY}}))
@@ -49,7 +49,7 @@ def test_a_quantized_base_accepts_adapters_of_the_model_it_came_from(tmp_path):
 
 @pytest.mark.parametrize("content", [None, "not json", '{"quantized_from": 3}', '{"quantized_from": {"identity": 1}}'])
 def test_no_or_unreadable_lineage_means_no_second_identity(tmp_path, content):
-    from server.adapters.manifest import QUANTIZATION_LINEAGE_FILE, quantized_from_identity
+    from adapter_formats.manifest import QUANTIZATION_LINEAGE_FILE, quantized_from_identity
 
     if content is not None:
         (tmp_path / QUANTIZATION_LINEAGE_FILE).write_text(content)

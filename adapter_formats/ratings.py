@@ -1,6 +1,6 @@
 """Elo ratings from pairwise judgements: Bradley-Terry fit, bootstrap confidence intervals.
 
-    from training.elo import leaderboard, read_judgements
+    from adapter_formats.ratings import leaderboard, read_judgements
     for r in leaderboard(read_judgements("feedback/preferences.jsonl")):
         print(f"{r.model:24} {r.rating:6.0f}  [{r.low:.0f}, {r.high:.0f}]  {r.games} games")
 
@@ -157,7 +157,7 @@ def leaderboard(judgements: Sequence[Sequence[Match]], *, rounds: int = 1000,
 def matches_from_row(row: dict) -> list[Match]:
     """The matches in one preference row that names its models (rows that do not: none).
 
-    Rows as `training/rlhf/preferences.py` reads them, with the models written beside:
+    Rows as `adapter_formats/preferences.py` reads them, with the models written beside:
         {"chosen": ..., "rejected": ..., "chosen_model": A, "rejected_model": B}   A beat B
         {"responses": [best, ..., worst], "models": [A, ..., Z]}                 a ranking
         {"responses": [...], "models": [...], "verdict": "tie" | "both_bad"}     all tied
