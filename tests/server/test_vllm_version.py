@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server import vllm_version
-from server.cli_args import parse_dataclass
+from adapter_formats.cli_args import parse_dataclass
 from server.config import ServerConfig
 from server.vllm_patches import DOC_PAGE, TESTED_VLLM_VERSIONS
 
