@@ -23,14 +23,19 @@ from server.api.openapi import errors
 from server.errors import APIError, bad_request
 from server.protocol.models import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 
-router = APIRouter(dependencies=[Depends(managing_grant)], responses=errors(401, 403, 503))
+router = APIRouter(dependencies=[Depends(managing_grant)], responses=errors(400, 401, 403, 503))
 
 _VLLM_CONFIG = pydantic.TypeAdapter(VllmConfig)
 
 
-@router.post("/v1/load_lora_adapter", response_class=PlainTextResponse,
-             responses=errors(400, 404, 409))
-async def load_lora_adapter(request: LoadLoRAAdapterRequest, state: State) -> str:
+# vLLM answers these two with a sentence, not JSON; their errors are JSON in the OpenAI shape.
+_SENTENCE = {200: {"description": "A sentence saying what was done.",
+                   "content": {"text/plain": {"schema": {"type": "string"}}}}}
+
+
+@router.post("/v1/load_lora_adapter", response_model=None,
+             responses={**_SENTENCE, **errors(400, 404, 409)})
+async def load_lora_adapter(request: LoadLoRAAdapterRequest, state: State) -> PlainTextResponse:
     name = request.lora_name
     if request.is_3d_lora_weight:
         raise bad_request("3-D (mixture-of-experts) LoRA weights are not served here",
@@ -47,11 +52,11 @@ async def load_lora_adapter(request: LoadLoRAAdapterRequest, state: State) -> st
     except APIError as exc:
         exc.param = {"name": "lora_name", "path": "lora_path"}.get(exc.param, exc.param)
         raise
-    return f"Success: LoRA adapter '{name}' added successfully."
+    return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
 
 
-@router.post("/v1/unload_lora_adapter", response_class=PlainTextResponse, responses=errors(404))
-async def unload_lora_adapter(request: UnloadLoRAAdapterRequest, state: State) -> str:
+@router.post("/v1/unload_lora_adapter", response_model=None, responses={**_SENTENCE, **errors(404)})
+async def unload_lora_adapter(request: UnloadLoRAAdapterRequest, state: State) -> PlainTextResponse:
     name = request.lora_name
     try:
         await state.registry.unregister(name)
@@ -60,7 +65,7 @@ async def unload_lora_adapter(request: UnloadLoRAAdapterRequest, state: State) -
             raise APIError(404, f"The lora adapter '{name}' cannot be found.",
                            param="lora_name", code="model_not_found") from exc
         raise
-    return f"Success: LoRA adapter '{name}' removed successfully."
+    return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
 
 @router.get("/server_info")
