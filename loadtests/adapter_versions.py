@@ -11,9 +11,12 @@ the greedy answer of the adapter its version was published from, so that an answ
 version (or stale engine weights, or a stale prefix cache) fails the run.
 
 Verdict: every answer was its version's; the engine's own count of loaded LoRAs
-(`vllm:num_gpu_loaded_lora_adapters`) never exceeded `--keep` + 2 (the references) + 1 (the
-version being loaded); the server's process tree's RSS after warm-up grew by less than
-`--rss-growth-mib`, with the process that grew named. The server is started on the bench model
+(`vllm:num_gpu_loaded_lora_adapters`) never rose above its count before the run by more than
+`--keep` + 1 versions + 2 references + 1 (an unload still under way), and fell back to it at the
+end; the server's process tree's RSS after warm-up grew by less than `--rss-growth-mib`, with the
+process that grew named. The engine evicts LoRAs itself past its cache size (`max_cpu_loras`),
+which would hide a leak: the run refuses to judge the count when that size leaves no room above
+the bound. The server is started on the bench model
 (`--lora-roots` the trainer's folder), or attached with `--url` (+ `--pid` to sample its memory,
 `--sources` then naming two adapter directories on disk).
 """
@@ -104,6 +107,10 @@ class Session:
         choice = r.json()["choices"][0]
         return choice["token_ids"]
 
+    def lora_cache_size(self) -> int:
+        info = self.ok("GET", "/server_info", params={"config_format": "json"}).json()
+        return int(info["vllm_config"]["lora_config"]["max_cpu_loras"])
+
     def engine_loras(self) -> int:
         for family in text_string_to_metric_families(self.ok("GET", "/metrics").text):
             if family.name == "vllm:num_gpu_loaded_lora_adapters":
@@ -114,6 +121,7 @@ class Session:
 def run(session: Session, sources: list[Path], trainer_dir: Path, versions: int, keep: int,
         pid: int | None, sample_every: int) -> dict:
     """The versions in a row; returns what was seen (answers checked, samples of memory)."""
+    before, cache_size = session.engine_loras(), session.lora_cache_size()
     references = {}
     for i, src in enumerate(sources):
         name = f"reference-{i}-{uuid.uuid4().hex[:6]}"
@@ -141,8 +149,16 @@ def run(session: Session, sources: list[Path], trainer_dir: Path, versions: int,
     for old in [*loaded, *(n for n in os.listdir(trainer_dir) if n.startswith("reference-"))]:
         session.unload(old)
         shutil.rmtree(trainer_dir / old)
-    return {"versions": versions, "stale": stale, "most_engine_loras": most_loras,
-            "references": len(references), "seconds": time.monotonic() - started,
+    seconds = time.monotonic() - started
+    after = session.engine_loras()
+    for _ in range(20):  # unloads are asynchronous: give the last ones a moment
+        if after <= before:
+            break
+        time.sleep(0.1)
+        after = session.engine_loras()
+    return {"versions": versions, "stale": stale, "engine_loras_before": before,
+            "most_engine_loras": most_loras, "engine_loras_after": after,
+            "lora_cache_size": cache_size, "references": len(references), "seconds": seconds,
             "samples": samples}
 
 
@@ -158,10 +174,14 @@ def memory(samples: list[dict], warmup_version: float) -> dict:
 
 
 def judge(report: dict, keep: int, rss_growth_mib: float) -> dict[str, bool]:
+    # Above the count before: the kept versions and the newest, the references, one unloading.
+    bound = report["engine_loras_before"] + keep + 1 + report["references"] + 1
     checks = {
         "no stale answer": not report["stale"],
-        # the kept versions, the one being loaded, the two references
-        "engine LoRAs bounded": report["most_engine_loras"] <= keep + 2 + report["references"],
+        "engine LoRAs bounded": report["most_engine_loras"] <= bound,
+        "engine LoRAs back to their count before": report["engine_loras_after"] <= report["engine_loras_before"],
+        # A cache no larger than the bound evicts on its own and would hide a leak.
+        "engine's LoRA cache leaves room to see a leak": report["lora_cache_size"] > bound,
     }
     if report["memory"]:
         checks["memory flat"] = report["memory"]["growth_mib"] < rss_growth_mib
@@ -173,7 +193,9 @@ def render(report: dict) -> str:
              f"- {report['seconds']:.0f} s, {report['versions'] / report['seconds']:.1f} versions/s "
              "(publish, pause, load, resume, one greedy answer, unload)",
              f"- stale answers: {len(report['stale'])} {report['stale'][:10]}",
-             f"- most LoRAs the engine held: {report['most_engine_loras']}"]
+             f"- LoRAs the engine held: {report['engine_loras_before']} before, at most "
+             f"{report['most_engine_loras']} during, {report['engine_loras_after']} after "
+             f"(its cache holds {report['lora_cache_size']})"]
     m = report["memory"]
     if m:
         lines.append(f"- server tree RSS after warm-up {m['after_warmup_mib']:.0f} MiB, end "

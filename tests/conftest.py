@@ -184,7 +184,9 @@ def server(tiny, tmp_path_factory):
     proc = ServerProcess(tiny["base"], adapters, tiny["root"] / "server.log",
                          "--tool-call-parser", "hermes", "--api-keys-file", str(keys),
                          "--preferences-file", str(preferences), "--lora-roots", str(trainer_dir),
-                         compiled=True)
+                         # Room in the engine's LoRA cache above what the suite loads, so that
+                         # an adapter version left in the engine shows (test_adapter_versions).
+                         "--max-cpu-loras", "32", compiled=True)
     proc.keys_file = keys
     proc.trainer_dir = trainer_dir
     proc.preferences_file = preferences
