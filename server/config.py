@@ -152,12 +152,12 @@ class ServerConfig:
     for indentation); -1: no bound (vLLM's behaviour). A request may choose with its
     `json_max_whitespace` field."""
 
-    onednn_primitive_cache: int = 128
-    """Entries of oneDNN's cache of compiled matmul kernels in the engine's processes (CPU): one
-    per matmul shape, and vLLM meets a new shape at almost every batch size and prefill length.
-    oneDNN's default, 1024, let the engine grow by ~100 MiB a minute under sustained load until it
-    filled (server/engine_env.py); 128 kept memory flat at the same throughput. -1: oneDNN's
-    default, or ONEDNN_PRIMITIVE_CACHE_CAPACITY as set."""
+    onednn_primitive_cache: int = 32
+    """Entries of each of the two caches of compiled matmul kernels in the engine's processes
+    (CPU: oneDNN's own and torch's ideep layer): one per matmul shape, and vLLM meets a new shape
+    at almost every batch size and prefill length. Their defaults, 1024 each, let the engine grow
+    under sustained load for hours (server/engine_env.py). -1: their defaults, or
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY as set."""
 
     fast_lora_ops: bool = True
     """On CPU, compute LoRA with this project's ops (server/in_engine/lora_ops: a C++ kernel built

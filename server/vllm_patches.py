@@ -651,28 +651,31 @@ PATCHES: tuple[Patch, ...] = (
     ),
     Patch(
         id="onednn-primitive-cache",
-        symbol="ONEDNN_PRIMITIVE_CACHE_CAPACITY (environment; oneDNN inside torch)",
+        symbol="ONEDNN_PRIMITIVE_CACHE_CAPACITY, LRU_CACHE_CAPACITY (environment; oneDNN and ideep inside torch)",
         files=("server/engine_env.py",),
         kind="environment",
         process="API (inherited by the engine's processes)",
         what=(
-            "oneDNN (torch's CPU matmuls in bf16 and int8) compiles a primitive per new shape and "
-            "keeps 1024 by default; vLLM meets a new shape at almost every step (the batch's "
-            "token count is a matmul dimension), so under sustained load the engine grew by "
-            "~115 MiB a minute (stock vLLM's worker alike) until the cache filled. Set to 128 "
-            "(--onednn-primitive-cache; -1 leaves oneDNN's default or the operator's value) "
-            "before the engine's processes start: throughput unchanged, memory flat "
-            "(loadtests/RESULTS.md, \"Memory under sustained load\")."),
+            "oneDNN (torch's CPU matmuls in bf16 and int8) compiles a primitive per new shape; "
+            "oneDNN's cache and torch's ideep cache above it (LRU_CACHE_CAPACITY, a name only "
+            "torch's source documents) keep 1024 each by default, ideep's entries with their "
+            "buffers. vLLM meets a new shape at almost every step (the batch's token count is a "
+            "matmul dimension), so under sustained load the engine grew by ~115 MiB a minute at "
+            "first (stock vLLM's worker alike) and for hours. Both set to "
+            "--onednn-primitive-cache (-1 leaves their defaults or the operator's values) before "
+            "the engine's processes start: memory flat (loadtests/RESULTS.md, \"Memory under "
+            "sustained load\")."),
         upstream=(
             "None found in vLLM (torch: pytorch #27971, closed, the same cache growth on "
             "variable shapes). To file (vLLM): *[Bug][CPU] Engine memory grows ~100 MiB/min "
             "under load: oneDNN primitive cache* -- every new batch token count compiles a "
             "oneDNN matmul primitive (~100 KiB each) and oneDNN keeps 1024; set "
-            "ONEDNN_PRIMITIVE_CACHE_CAPACITY (e.g. 128) in the CPU platform's process "
+            "ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY (e.g. 32) in the CPU platform's process "
             "environment, as it sets TORCHINDUCTOR_COMPILE_THREADS, unless the user set it."),
         remove_when="vLLM's CPU platform bounds the cache itself.",
-        scan=("env:ONEDNN_PRIMITIVE_CACHE_CAPACITY",),
-        contract="torch is built with oneDNN (mkldnn) on this platform, where the variable acts",
+        scan=("env:ONEDNN_PRIMITIVE_CACHE_CAPACITY", "env:LRU_CACHE_CAPACITY"),
+        contract=("torch is built with oneDNN (mkldnn) on this platform, where the variables act; "
+                  "libtorch_cpu still reads LRU_CACHE_CAPACITY"),
     ),
     # ---- The API process: metrics, parsers, validation ---------------------------------------
     Patch(

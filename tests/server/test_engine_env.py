@@ -1,4 +1,4 @@
-"""The environment the server gives its engine's processes: oneDNN's primitive cache bounded."""
+"""The environment the server gives its engine's processes: oneDNN's primitive caches bounded."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from server import engine_env
 from server.config import ServerConfig
 
 
-def test_onednn_cache_is_bounded_by_default_and_left_alone_on_request(monkeypatch):
-    monkeypatch.delenv(engine_env.ONEDNN_CACHE_ENV, raising=False)
+CACHES = (engine_env.ONEDNN_CACHE_ENV, engine_env.IDEEP_CACHE_ENV)
+
+
+def test_both_primitive_caches_are_bounded_by_default_and_left_alone_on_request(monkeypatch):
+    for name in CACHES:
+        monkeypatch.delenv(name, raising=False)
     engine_env.apply(ServerConfig(model="m"))
-    assert os.environ[engine_env.ONEDNN_CACHE_ENV] == "128"
-    monkeypatch.setenv(engine_env.ONEDNN_CACHE_ENV, "512")  # an operator's own setting
+    default = str(ServerConfig(model="m").onednn_primitive_cache)
+    assert int(default) > 0 and [os.environ[name] for name in CACHES] == [default, default]
+    for name in CACHES:
+        monkeypatch.setenv(name, "512")  # an operator's own setting
     engine_env.apply(ServerConfig(model="m", onednn_primitive_cache=-1))
-    assert os.environ[engine_env.ONEDNN_CACHE_ENV] == "512"
+    assert [os.environ[name] for name in CACHES] == ["512", "512"]
+

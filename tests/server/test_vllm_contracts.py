@@ -418,7 +418,14 @@ def _():
 def _():
     import torch
 
-    require(torch.backends.mkldnn.is_available(), "this torch has no oneDNN: the variable does nothing")
+    import mmap
+
+    require(torch.backends.mkldnn.is_available(), "this torch has no oneDNN: the variables do nothing")
+    # ideep's variable is documented only in torch's source: it must still be in the library.
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    with library.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        require(data.find(b"LRU_CACHE_CAPACITY\0") >= 0,
+                "libtorch_cpu no longer reads LRU_CACHE_CAPACITY: ideep's cache is unbounded again")
 
 
 # ---- API process: metrics, parsers, validation ---------------------------------------------------

@@ -42,7 +42,8 @@ from pathlib import Path
 TRACKED = ("vllm", "torch", "xgrammar")
 SUBCLASS_TRACKED = ("vllm", "xgrammar")  # subclassing torch's public classes is ordinary use
 ENV_NAME = re.compile(r"^(?:(?:VLLM|ONEDNN|DNNL|MKLDNN|OMP|KMP|GOMP|MKL|TORCH|TORCHINDUCTOR|PYTORCH"
-                      r"|XGRAMMAR)_[A-Z0-9_]+|LD_PRELOAD)$")
+                      r"|XGRAMMAR)_[A-Z0-9_]+|LD_PRELOAD"
+                      r"|LRU_CACHE_CAPACITY)$")  # torch's ideep cache, unprefixed
 MODULE_NAME = re.compile(r"^(?:vllm|torch|xgrammar)(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
