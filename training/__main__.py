@@ -30,7 +30,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from training.config import RecipeError, parse_command_line
+from training.recipe import RecipeError, parse_command_line
 
 
 def _methods() -> dict:
@@ -88,7 +88,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], object]]] = {
     "prompt_tuning": ("soft prompt (PEFT prompt tuning)", _train("prompt_tuning")),
     "full": ("full fine-tuning: a new model directory", _train("full")),
     "selective": ("train only the last N layers and/or output layers: a new model directory", _train("selective")),
-    "eval": ("base vs tuned on held-out data", _single("eval", "training.evaluate", ("EvalConfig", "run_eval"))),
+    "eval": ("base vs tuned on held-out data", _single("eval", "training.evaluation.held_out", ("EvalConfig", "run_eval"))),
     "elo": ("Elo ratings of the base and adapters, judged pairwise",
             _single("elo", "training.evaluation.elo", ("EloConfig", "run_elo"))),
     "publish": ("publish a run's adapter into adapters/", _single("publish", "training.publish",

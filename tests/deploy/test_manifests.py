@@ -14,7 +14,7 @@ from adapter_formats.cli_args import parse_dataclass
 from server import engine_passthrough, lifecycle
 from server.app import create_app
 from server.config import ServerConfig
-from training.config import parse_command_line
+from training.recipe import parse_command_line
 from training.publish import PublishConfig
 
 DEPLOY = Path(__file__).parents[2] / "deploy"

@@ -167,7 +167,7 @@ def test_trained_contrastive_adapter_is_served_as_trained(client, pooling, tiny,
     from training.embeddings.contrastive import train_contrastive
     from training.embeddings.data import write_paraphrase_data
     from training.embeddings.retrieval import embed_all
-    from training.evaluate import load_tuned
+    from training.evaluation.held_out import load_tuned
 
     data = write_paraphrase_data(tmp_path / "data", n_train=40, n_test=8)
     summary = train_contrastive(contrastive_recipe(

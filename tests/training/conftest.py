@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import load_recipe
+from training.recipe import load_recipe
 from training.methods import METHODS
 from training.tiny import instruction_pairs
 

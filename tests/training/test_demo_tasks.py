@@ -10,7 +10,7 @@ from collections import Counter
 import jsonschema
 import pytest
 
-from training.config import read_yaml
+from training.recipe import read_yaml
 from training.data import encode
 from training.data.dataset import read_valid
 from training.demo.__main__ import ADAPTERS, RECIPES, SPEC

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training import devices
-from training.config import load_recipe
+from training.recipe import load_recipe
 from training.methods import METHODS
 
 

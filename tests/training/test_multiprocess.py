@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from training.config import load_recipe
+from training.recipe import load_recipe
 from training.rlhf.commands import run, sections_of
 from training.rlhf.demo_data import write_demo_preferences
 from training.tiny import build_base_model

@@ -21,7 +21,7 @@ from peft import LoraConfig, TaskType, get_peft_model
 from transformers import AutoConfig, PreTrainedModel
 
 from adapter_formats.servable import check_targets
-from training.config import Recipe
+from training.recipe import Recipe
 from training.methods.common import BaseFacts
 from training.methods.lora import LoraOptions, refuse_lora
 

@@ -35,12 +35,12 @@ from training.classification.data import ClassificationDataConfig, LabelledSplit
 from training.classification.loading import load_classifier, load_tokenizer
 from training.classification.metrics import classification_report, confusion_table, table
 from training.classification.modes import ClassifierOptions, classifier_labels, make_trainable, refuse_classifier
-from training.config import Recipe
+from training.recipe import Recipe
 from training.devices import cpu_threads, enable_gradient_checkpointing, gradient_checkpointing, training_dtype
 from training.distributed import full_state_dict, on_main_then_wait
 from training.methods.common import BaseFacts, Method, adapter_name, preflight, run_dir, save_result
 from training.methods.lora import LoraOptions
-from training.options import ModelConfig, OutputConfig, TrainConfig
+from training.sections import ModelConfig, OutputConfig, TrainConfig
 from training.rlhf.common import trainer_args
 
 log = logging.getLogger("training")

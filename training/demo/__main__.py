@@ -44,7 +44,7 @@ from training.demo.ratings import rate
 from training.demo.recipes import RECIPES, recipe_for  # noqa: F401 (RECIPES: tests read it here)
 from training.demo.report import write_report
 from training.demo.tasks import write_demo_data
-from training.evaluate import compare
+from training.evaluation.held_out import compare
 from training.evaluation.shots import FewShot, shot_pool
 from training.methods import METHODS
 from training.methods.common import train

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from training.config import Recipe, load_recipe, read_yaml
+from training.recipe import Recipe, load_recipe, read_yaml
 from training.devices import native_bf16
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

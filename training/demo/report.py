@@ -7,7 +7,7 @@ from pathlib import Path
 from training.demo.classifiers import classifier_section
 from training.demo.embedding import embedding_section
 from training.demo.ratings import elo_section
-from training.evaluate import table
+from training.evaluation.held_out import table
 
 
 def render(out: Path, report: dict) -> str:

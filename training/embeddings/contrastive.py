@@ -32,7 +32,7 @@ import torch
 from peft import TaskType, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.data import describe
 from training.devices import cpu_threads, device, training_dtype
 from training.distributed import process_count
@@ -41,7 +41,7 @@ from training.embeddings.retrieval import compare, embed, table
 from training.methods.budget import Clock, budget_schedule
 from training.methods.common import BaseFacts, Method, adapter_name, preflight, run_dir
 from training.methods.lora import LoraOptions, lora_config, refuse_lora
-from training.options import ModelConfig, OutputConfig
+from training.sections import ModelConfig, OutputConfig
 from training.templates import resolve_template
 
 log = logging.getLogger("training")

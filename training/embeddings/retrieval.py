@@ -17,7 +17,7 @@ import torch
 from peft import PeftModel
 
 from training.embeddings.data import Pair
-from training.evaluate import load_tuned
+from training.evaluation.held_out import load_tuned
 
 KS = (1, 5, 10)
 
@@ -68,7 +68,7 @@ def retrieval_metrics(similarity: torch.Tensor, ks: tuple[int, ...] = KS) -> dic
 
 def compare(base: str | Path, adapter: str | Path, pairs: list[Pair], pad_id: int, ks: tuple[int, ...] = KS) -> dict:
     """Anchors retrieve positives with the base and with the adapter; the layout of
-    training.evaluate.compare (set -> side -> metrics), which publish copies into the manifest."""
+    training.evaluation.held_out.compare (set -> side -> metrics), which publish copies into the manifest."""
     result: dict = {"retrieval": {}}
     for side, path in (("base", None), ("adapter", adapter)):
         model = load_tuned(base, path)  # float32, both sides

@@ -5,7 +5,7 @@
     python -m training elo ... --server http://127.0.0.1:8000 --judge server --judge-model NAME [--judge-url URL]
 
 Every competitor (the base, and each adapter under its directory's name) answers every prompt
-greedily, in-process or on `--server` (as `eval` does: training/evaluate.py); a judge
+greedily, in-process or on `--server` (as `eval` does: training/evaluation/held_out.py); a judge
 (training/evaluation/judges.py) compares every pair of answers per prompt; adapter_formats/ratings.py fits
 Bradley-Terry ratings with 95% bootstrap intervals over prompts. Written into --out:
     elo.md    the leaderboard table
@@ -28,10 +28,10 @@ from transformers import AutoTokenizer
 from adapter_formats.ratings import ELO_MEAN, Rating, leaderboard
 from training.data import DataConfig, Example, prompt_ids
 from training.data.dataset import read_valid
-from training.evaluate import generate, load_tuned
+from training.evaluation.held_out import generate, load_tuned
 from training.evaluation.judges import Judge, metric_judge, reward_judge, server_judge
 from training.evaluation.served import Served, served_answers
-from training.options import Metric
+from training.sections import Metric
 from training.templates import PromptTemplate, resolve_template
 
 BASE = "base"

@@ -1,6 +1,6 @@
 """Pairwise verdicts for `elo`: which of two answers to the same prompt is better.
 
-    metric   the task metric against the reference answer (training.evaluate.METRICS): the higher
+    metric   the task metric against the reference answer (training.evaluation.held_out.METRICS): the higher
              score wins, equal scores tie
     reward   a reward model from `python -m training reward` (training/rlhf/reward.py): the higher
              reward wins
@@ -24,7 +24,7 @@ from itertools import combinations
 
 from adapter_formats.ratings import Match
 from training.data import Example
-from training.evaluate import METRICS
+from training.evaluation.held_out import METRICS
 from training.evaluation.served import Served
 from training.templates import PromptTemplate
 

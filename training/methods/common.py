@@ -28,7 +28,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.data import DataConfig, describe, load_splits
 from training.devices import (
     CHECKPOINTING_KWARGS,
@@ -40,7 +40,7 @@ from training.devices import (
     training_dtype,
 )
 from training.distributed import full_state_dict, on_main_then_wait, process_count
-from training.options import ModelConfig, OutputConfig, TrainConfig
+from training.sections import ModelConfig, OutputConfig, TrainConfig
 
 log = logging.getLogger("training")
 
@@ -276,7 +276,7 @@ def train(recipe: Recipe, method: Method) -> dict:
 
 def finish_run(recipe: Recipe, method: Method, out: Path, splits, summary: dict, artifact: Path) -> dict:
     """Evaluate, write run.json, publish: the main process's work after saving."""
-    from training.evaluate import compare
+    from training.evaluation.held_out import compare
     from training.publish import publish_run
 
     summary["artifact"] = str(artifact)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from peft import LoraConfig, TaskType, get_peft_model
 
 from adapter_formats.servable import check_targets, config_problems
-from training.config import Recipe
+from training.recipe import Recipe
 from training.methods.common import BaseFacts, Method
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

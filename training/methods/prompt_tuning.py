@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.methods.common import BaseFacts, Method
 
 

@@ -19,7 +19,7 @@ import torch
 from peft import get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.devices import device, training_dtype
 from training.methods.common import Method
 from training.methods.lora import LoraOptions, lora_config, refuse_lora

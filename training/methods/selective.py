@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.methods.common import BaseFacts, Method
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from training.config import Recipe, parse_command_line
+from training.recipe import Recipe, parse_command_line
 
 # command -> (module, sections attribute, function name, help)
 COMMANDS = {

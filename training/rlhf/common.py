@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.data.dataset import file_sha256
 from training.devices import CHECKPOINTING_KWARGS, autocast_bf16, cpu_threads, gradient_checkpointing
 from training.methods.common import BaseFacts, Method, preflight, run_dir, save_result
 from training.methods.lora import LoraOptions, lora_config, refuse_lora
-from training.options import ModelConfig, OutputConfig, TrainConfig
+from training.sections import ModelConfig, OutputConfig, TrainConfig
 from training.rlhf.preferences import PreferenceDataConfig, PreferenceSplits
 
 log = logging.getLogger("training")
@@ -162,7 +162,7 @@ def finish_policy(recipe: Recipe, method: str, facts: BaseFacts, out: Path, data
     there is one), write run.json, publish."""
     evaluation = None
     if recipe.output.evaluate and data.test and scorer is not None:
-        from training.rlhf.evaluate import evaluate_policies
+        from training.rlhf.policy_eval import evaluate_policies
 
         evaluation = evaluate_policies(recipe.model.base, {method: adapter}, PreferenceSplits.prompts(data.test)
                                        [: recipe.output.eval_examples], scorer, recipe.output.max_new_tokens)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.config import load_recipe, read_yaml
+from training.recipe import load_recipe, read_yaml
 from training.rlhf import demo_data
 from training.rlhf.commands import run, sections_of
 
@@ -109,7 +109,7 @@ JUDGES = {
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    from training.rlhf.evaluate import evaluate_policies, markdown_table
+    from training.rlhf.policy_eval import evaluate_policies, markdown_table
     from training.rlhf.preferences import PreferenceSplits, load_preferences
     from training.rlhf.reward import RewardScorer
 

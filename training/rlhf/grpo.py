@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from datasets import Dataset
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.devices import training_dtype
 from training.distributed import full_state_dict, on_main_then_wait
 from training.rlhf.common import (

@@ -22,7 +22,7 @@ from datasets import Dataset
 from peft import LoraConfig, PeftModel, TaskType
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.devices import device as default_device
 from training.devices import training_dtype
 from training.distributed import full_state_dict, on_main_then_wait

@@ -9,7 +9,7 @@ import pytest
 
 from tests.training.conftest import write_jsonl
 from training.classification.train import SECTIONS, train_classifier
-from training.config import load_recipe
+from training.recipe import load_recipe
 
 # The label is the topic whose keyword the sentence contains; the other words carry no signal.
 KEYWORDS = {"food": "bread", "music": "guitar", "sports": "football"}

@@ -18,7 +18,7 @@ from tests.training.classification.conftest import classifier_recipe
 from tests.training.conftest import bits, write_jsonl
 from training import devices
 from training.classification.train import SECTIONS, train_classifier
-from training.config import RecipeError, load_recipe
+from training.recipe import RecipeError, load_recipe
 from training.methods.common import Refused
 from training.methods.lora import ALL_LINEAR
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import load_recipe
+from training.recipe import load_recipe
 from training.embeddings.contrastive import SECTIONS, train_contrastive
 from training.embeddings.data import write_paraphrase_data
 

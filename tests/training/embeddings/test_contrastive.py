@@ -22,7 +22,7 @@ from training.__main__ import COMMANDS
 from training.embeddings.contrastive import ContrastiveOptions, batch_loss, embedding_lora, info_nce
 from training.embeddings.data import pair_from_row, paraphrase_pairs
 from training.embeddings.retrieval import embed_all
-from training.evaluate import load_tuned
+from training.evaluation.held_out import load_tuned
 from training.methods.common import Refused
 from training.methods.lora import LoraOptions
 

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from tests import oracle
 from training.embeddings.retrieval import embed_all, retrieval_metrics, table
-from training.evaluate import load_tuned
+from training.evaluation.held_out import load_tuned
 
 
 def test_recall_at_k_and_mrr_equal_the_hand_computed_values():

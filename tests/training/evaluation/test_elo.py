@@ -14,7 +14,7 @@ from adapter_formats.ratings import leaderboard
 from tests.training.conftest import write_jsonl
 from training.__main__ import main
 from training.data import Example, prompt_ids
-from training.evaluate import generate, load_tuned
+from training.evaluation.held_out import generate, load_tuned
 from training.evaluation.judges import metric_judge
 from training.rlhf.reward import RewardScorer, load_classifier
 from training.templates import resolve_template

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from training.__main__ import COMMANDS, main
-from training.config import load_recipe, read_yaml
+from training.recipe import load_recipe, read_yaml
 from training.rlhf.commands import COMMANDS as RLHF, sections_of
 
 RECIPES = sorted(Path("training/recipes/rlhf").glob("*.yaml"))

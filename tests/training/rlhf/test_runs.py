@@ -14,7 +14,7 @@ import torch
 from peft import get_peft_model
 from safetensors.torch import load_file
 
-from training.config import load_recipe
+from training.recipe import load_recipe
 from training.rlhf.commands import run, sections_of
 from training.rlhf.common import changed_base_weights
 from training.rlhf.demo_data import write_demo_preferences

@@ -33,7 +33,7 @@ import torch
 from peft import get_peft_model
 from safetensors.torch import save_file
 
-from training.config import Recipe
+from training.recipe import Recipe
 from training.devices import autocast_bf16, gradient_checkpointing, training_dtype
 from training.distributed import check_same_weights, on_main_then_wait
 from training.rlhf.common import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# training.evaluate.METRICS: the task metrics a recipe or `eval` can name.
+# training.evaluation.held_out.METRICS: the task metrics a recipe or `eval` can name.
 Metric = Literal["exact_match", "accuracy", "rouge_l", "json_match"]
 
 

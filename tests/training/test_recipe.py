@@ -8,7 +8,7 @@ import pytest
 
 from training.__main__ import COMMANDS, main
 from training.classification.train import SECTIONS as CLASSIFIER_SECTIONS
-from training.config import RecipeError, load_recipe, parse_command_line, read_yaml
+from training.recipe import RecipeError, load_recipe, parse_command_line, read_yaml
 from training.embeddings.contrastive import SECTIONS as CONTRASTIVE_SECTIONS
 from training.methods import METHODS
 

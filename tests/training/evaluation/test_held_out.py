@@ -8,7 +8,7 @@ import pytest
 
 from tests.training.conftest import write_jsonl
 from training.__main__ import main
-from training.evaluate import METRICS, rouge_l, table
+from training.evaluation.held_out import METRICS, rouge_l, table
 
 
 def test_metrics():
@@ -84,7 +84,7 @@ def test_batched_generation_equals_one_prompt_at_a_time(tiny, adapter):
     # Prompts of several lengths in one call: each answer must be PEFT's answer to that prompt
     # alone (a soft prompt behind left padding would see its rows at other positions).
     from tests import oracle
-    from training.evaluate import generate, load_tuned
+    from training.evaluation.held_out import generate, load_tuned
 
     tok = oracle.tokenizer(tiny["base"])
     prompts = [tok("Reverse the word: " + w).input_ids for w in ("sun", "planet", "a b c d e f", "go", "river")]

@@ -32,7 +32,7 @@ from training.data.encode import IGNORE, Encoded
 from training.devices import device
 from training.evaluation.served import Served, served_answers
 from training.evaluation.shots import FewShot, few_shot_prompts, parse_counts, shot_pool
-from training.options import Metric
+from training.sections import Metric
 from training.templates import PromptTemplate, resolve_template
 
 

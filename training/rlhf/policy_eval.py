@@ -10,7 +10,7 @@ For the base and each adapter, on the same held-out prompts:
                   judge(text) over greedy responses, independent of the learned reward model
                   (a rising reward with a flat or worsening judge is reward hacking)
 
-    from training.rlhf.evaluate import evaluate_policies, markdown_table
+    from training.rlhf.policy_eval import evaluate_policies, markdown_table
     result = evaluate_policies(base, {"ppo": "runs/ppo/adapter"}, prompts, scorer, max_new_tokens=24)
     print(markdown_table(result))
 """
