@@ -112,6 +112,15 @@ def test_compose_replicas(routes):
     assert command[:4] == ["python", "-m", "training", "publish"]
     recipe = parse_command_line("publish", {"args": PublishConfig}, [*command[4:], "--run", "r"])
     assert recipe.args.adapters_dir == config.adapters
+    # Publishing runs training code, which only the Dockerfile's `trainer` stage has.
+    assert publish["build"]["target"] == "trainer" and publish["image"] != server["image"]
+
+
+def test_the_server_image_carries_no_training_code():
+    stages = re.split(r"^FROM ", (DEPLOY / "Dockerfile").read_text(), flags=re.M)[1:]
+    copied = {stage.split()[2]: re.findall(r"^COPY (\S+)", stage, flags=re.M) for stage in stages}
+    assert "training" not in copied["server"] and "server" in copied["server"]
+    assert copied["trainer"] == ["training"] and stages[1].startswith("server AS trainer")
 
 
 def test_the_compile_cache_outlives_a_container():
