@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     if args.url:
         url, pid = args.url, args.pid
-        trainer_dir = Path(args.trainer_dir)
+        trainer_dir = Path(args.trainer_dir).resolve()  # the server resolves relative paths elsewhere
         sources = [Path(s) for s in args.sources.split(",")]
     else:
         from loadtests.bench.assets import ensure_assets
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
         install_cleanup()
         assets = ensure_assets(args.assets)
-        trainer_dir = out / "trainer"
+        trainer_dir = (out / "trainer").resolve()
         shutil.rmtree(trainer_dir, ignore_errors=True)
         server = Ours(assets).start(free_port(), out / "server.log", "--lora-roots", str(trainer_dir),
                                     adapters=assets.adapters)

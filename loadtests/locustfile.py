@@ -153,6 +153,9 @@ class OpenAIUser(HttpUser):
         start = time.perf_counter()
         with self.client.post(path, json=body, stream=stream, catch_response=True,
                               name=f"{kind} [{label}]") as r:
+            if r.status_code == 0:  # no answer at all: say what the connection did
+                r.failure(f"no response: {type(r.error).__name__}: {r.error}")
+                return
             if r.status_code != 200:
                 r.failure(f"HTTP {r.status_code}: {r.text[:300]}")
                 return

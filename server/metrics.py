@@ -58,6 +58,17 @@ class Metrics:
             ("adapter",), registry=registry)
 
 
+    def forget(self, adapter: str) -> None:
+        """Drop every series labelled with `adapter` (as the adapter or the soft prompt), once it
+        is no longer served: online RL serves a new adapter name at every step, and series kept
+        for each would grow the process and every scrape without bound."""
+        for metric in (self.requests, self.prompt_tokens, self.cached_prompt_tokens,
+                       self.generation_tokens, self.time_to_first_token, self.request_latency):
+            metric.remove_by_labels({"adapter": adapter})
+            metric.remove_by_labels({"soft_prompt": adapter})
+        self.adapter_load_failures.remove_by_labels({"adapter": adapter})
+
+
 class EngineLoraCount:
     """Asks the engine for its loaded LoRAs at each scrape, for `vllm:num_gpu_loaded_lora_adapters`
     (vLLM's name for it, vllm-project/vllm PR #54830: routers such as llm-d read it).

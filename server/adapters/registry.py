@@ -198,8 +198,7 @@ class AdapterRegistry:
             log.warning("adapter %s refused: %s", name, exc.message)
             raise
         slot.failure = None
-        self._retire(slot)
-        slot.current = adapter
+        self._retire(slot, successor=adapter)
         if self.metrics:
             self.metrics.adapter_load_seconds.labels(kind=adapter.kind).observe(
                 time.perf_counter() - started)
@@ -295,8 +294,9 @@ class AdapterRegistry:
                 if a.retired and a.in_flight == 0:
                     self._release(a)
 
-    def _retire(self, slot: _Slot) -> None:
-        old, slot.current = slot.current, None
+    def _retire(self, slot: _Slot, successor: Adapter | None = None) -> None:
+        """Replace the slot's version by `successor` (None: the name is no longer served)."""
+        old, slot.current = slot.current, successor
         if old is None:
             return
         old.retired = True
@@ -312,6 +312,9 @@ class AdapterRegistry:
             task = asyncio.ensure_future(self.engine.remove_lora(adapter.lora_request.lora_int_id))
             self._unloading.add(task)
             task.add_done_callback(self._unloaded)
+        slot = self._slots.get(adapter.name)
+        if self.metrics and (slot is None or slot.current is None):
+            self.metrics.forget(adapter.name)  # the name is no longer served
 
     def _unloaded(self, task: asyncio.Task) -> None:
         self._unloading.discard(task)
@@ -397,10 +400,13 @@ class AdapterRegistry:
         """Stop serving `name`. A registered name is forgotten; a discovered directory stays
         hidden until its files change (a newly published version is served again)."""
         _, fingerprint, slot = self._locate(name)
-        if self._registered.pop(name, None) is None:
+        registered = self._registered.pop(name, None) is not None
+        if not registered:
             slot.hidden_at = fingerprint
         slot.failure = None
         self._retire(slot)
+        if registered:  # nothing left to remember about the name (a folder's stays hidden)
+            self._slots.pop(name, None)
 
     def close(self) -> None:
         shutil.rmtree(self._snapshots, ignore_errors=True)

@@ -54,7 +54,8 @@ def engine_run(state: ServerState, target: Target, endpoint: str, request_id: st
         raise error from exc
     finally:
         state.in_flight.difference_update(run.engine_ids)
-        target.release()
         if status == "ok":
             m.request_latency.labels(*run.labels).observe(time.perf_counter() - run.started)
         m.requests.labels(*run.labels, status).inc()
+        # Last: releasing an adapter no longer served drops its metric series (Metrics.forget).
+        target.release()

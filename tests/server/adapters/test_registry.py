@@ -114,3 +114,40 @@ def test_engine_lora_names_map_back_to_adapter_names(name):
 
 def test_names_that_are_not_engine_names_pass_unchanged():
     assert [adapter_name(n) for n in ("a.vb", ".v3", "plain")] == ["a.vb", ".v3", "plain"]
+
+
+async def test_a_name_no_longer_served_leaves_no_metric_series_and_no_slot(tiny, tmp_path):
+    """Online RL loads a new adapter name at every step: what the server keeps per name (metric
+    series, registry slots) must go when the name does, and stay while a new version replaces an
+    old one under the same name."""
+    from prometheus_client import CollectorRegistry
+
+    from server.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    reg = AdapterRegistry(tmp_path / "adapters", BaseModelInfo.load(tiny["base"]), RecordingEngine(),
+                          max_lora_rank=16, metrics=metrics, extra_roots=(tmp_path / "trainer",))
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "trainer").mkdir()
+
+    def series(name: str) -> int:
+        return sum(1 for family in metrics.requests.collect() for s in family.samples
+                   if s.name.endswith("_total") and s.labels.get("adapter") == name)
+
+    publish(tiny["lora-a"], tmp_path / "trainer", "policy-v1")
+    v1 = await reg.register("policy-v1", str(tmp_path / "trainer" / "policy-v1"))
+    reg.acquire(v1)  # a request in flight when the trainer unloads the version
+    metrics.requests.labels("/v1/completions", "policy-v1", "none", "ok").inc()
+    await reg.unregister("policy-v1")
+    assert series("policy-v1") == 1 and "policy-v1" not in reg._slots
+    metrics.requests.labels("/v1/completions", "policy-v1", "none", "ok").inc()  # it finishes
+    reg.release(v1)
+    assert series("policy-v1") == 0
+
+    publish(tiny["lora-a"], tmp_path / "adapters", "kept")
+    await reg.get("kept")
+    metrics.requests.labels("/v1/completions", "kept", "none", "ok").inc()
+    publish(tiny["lora-b"], tmp_path / "adapters", "kept")  # a new version under the same name
+    await reg.get("kept")
+    assert series("kept") == 1
+    reg.close()
