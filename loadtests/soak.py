@@ -10,7 +10,7 @@ Against its own server (the bench model and adapters, `--max-queued-requests` se
    seconds, while a churn thread publishes a new adapter, republishes one the load is using
    (`hot`) and deletes an older one every `--churn-every` seconds, probing each change.
 3. Verdict: every failure Locust saw is a 429; no request was lost: the server's own count
-   (`server_requests_total` by status) has exactly as many answered as the clients got 200s
+   (`server_finished_requests_total` by status) has exactly as many answered as the clients got 200s
    (streams included only when they ended with `[DONE]`), as many refused as they got 429s,
    and none aborted, timed out or failed; every churn probe got what it should (200 after a
    publish, 404 after a delete); the server is healthy; the whole process tree's RSS after
@@ -126,7 +126,7 @@ def counted_requests(url: str) -> Counter:
     text = httpx.get(url + "/metrics", timeout=30).text
     counts = Counter()
     for family in text_string_to_metric_families(text):
-        if family.name == "server_requests":
+        if family.name == "server_finished_requests":  # never dropped, unlike per-adapter series
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     counts[sample.labels["status"]] += int(sample.value)

@@ -20,6 +20,10 @@ class Metrics:
         self.requests = Counter(
             "server_requests", "Finished generation requests.",
             (*_REQUEST_LABELS, "status"), registry=registry)
+        self.finished = Counter(
+            "server_finished_requests", "Finished generation requests by endpoint and status, "
+            "whatever their adapters: these series stay when an adapter's go (Metrics.forget), "
+            "so totals never fall.", ("endpoint", "status"), registry=registry)
         self.errors = Counter(
             "server_errors", "Requests answered with an error, by HTTP status.",
             ("endpoint", "status"), registry=registry)

@@ -57,5 +57,6 @@ def engine_run(state: ServerState, target: Target, endpoint: str, request_id: st
         if status == "ok":
             m.request_latency.labels(*run.labels).observe(time.perf_counter() - run.started)
         m.requests.labels(*run.labels, status).inc()
+        m.finished.labels(run.labels[0], status).inc()
         # Last: releasing an adapter no longer served drops its metric series (Metrics.forget).
         target.release()

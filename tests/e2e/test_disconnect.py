@@ -15,7 +15,7 @@ LONG = {"model": "lora-a", "prompt": "go on and on", "max_tokens": 450, "ignore_
 
 
 def aborted(http) -> float:
-    return value(scrape(http), "server_requests_total", status="aborted")
+    return value(scrape(http), "server_finished_requests_total", status="aborted")
 
 
 def running(http) -> float:

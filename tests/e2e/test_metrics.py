@@ -29,6 +29,9 @@ def test_generation_metrics_by_adapter(client, http):
         return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
 
     assert delta("server_requests_total", status="ok") == 1
+    finished = {"endpoint": "completions", "status": "ok"}  # whatever the adapter
+    assert value(after, "server_finished_requests_total", **finished) - \
+        value(before, "server_finished_requests_total", **finished) == 1
     assert delta("server_prompt_tokens_total") == r.usage.prompt_tokens
     assert delta("server_generation_tokens_total") == 7
     assert delta("server_time_to_first_token_seconds_count") == 1

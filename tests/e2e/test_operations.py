@@ -231,7 +231,7 @@ def test_queue_limit_answers_429_with_retry_after(own_server):
 
 def test_request_deadline_is_504_and_aborts(http, server, client):
     warm(server, "base", "lora-a")
-    before = value(scrape(http), "server_requests_total", status="timeout")
+    before = value(scrape(http), "server_finished_requests_total", status="timeout")
     with engine_held(server):  # cannot finish: the deadline ends it, whatever the machine's speed
         r = http.post("/v1/completions", json={**LONG, "request_timeout": 0.5, "model": "lora-a"})
     assert r.status_code == 504, r.text
@@ -247,7 +247,7 @@ def test_request_deadline_is_504_and_aborts(http, server, client):
         stream.join(60)
     assert lines[0] == "status 200" and lines[-1] == "data: [DONE]", lines[:2]
     assert json.loads(lines[-2].removeprefix("data: "))["error"]["code"] == "timeout"
-    assert value(scrape(http), "server_requests_total", status="timeout") == before + 2
+    assert value(scrape(http), "server_finished_requests_total", status="timeout") == before + 2
     assert wait_for(lambda: value(scrape(http), "vllm:num_requests_running") == 0)
 
 
