@@ -128,15 +128,22 @@ SERVER_FLAGS = ("--dtype", "float32", "--max-model-len", "512", "--api-key", API
 EAGER_FLAGS = ("--engine-arg", "enforce_eager=true")
 
 
+def keyless(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """`flags` without `--api-key KEY`: for clients that send no key (TRL's AsyncGRPO)."""
+    i = flags.index("--api-key")
+    return flags[:i] + flags[i + 2:]
+
+
 class ServerProcess:
     def __init__(self, model: Path, adapters: Path, log: Path, *extra: str, compiled: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, flags: tuple[str, ...] = SERVER_FLAGS) -> None:
+        """`flags` replace SERVER_FLAGS (a server without the API key: `keyless(SERVER_FLAGS)`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.adapters = adapters
         self.log = log
         cmd = [sys.executable, "-m", "server", "--model", str(model), "--adapters", str(adapters),
-               "--port", str(self.port), *SERVER_FLAGS, *(() if compiled else EAGER_FLAGS), *extra]
+               "--port", str(self.port), *flags, *(() if compiled else EAGER_FLAGS), *extra]
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
