@@ -34,6 +34,7 @@ What TRL needs on CPU, set by the test, TRL unchanged:
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -191,6 +192,33 @@ def requests_by_version(url: str) -> dict[tuple[str, str], float]:
             if s.labels["adapter"].startswith(LORA_NAME)}
 
 
+class RequestsSeen(threading.Thread):
+    """server_requests_total by (version, status), as high as each was ever seen. A version's
+    series go once it is unloaded and its last request has finished (server.metrics.Metrics.forget:
+    online RL would otherwise grow the server by a label set per step), so they are polled while
+    training runs, each version serving for a whole step, and kept here."""
+
+    def __init__(self, url: str, every: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every, self.stop = url, every, threading.Event()
+        self.lock, self.seen = threading.Lock(), {}
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.merge()
+
+    def merge(self) -> None:
+        counts = requests_by_version(self.url)
+        with self.lock:
+            for key, count in counts.items():
+                self.seen[key] = max(self.seen.get(key, 0), count)
+
+    def counts(self) -> dict[tuple[str, str], float]:
+        self.merge()
+        with self.lock:
+            return dict(self.seen)
+
+
 def error_counts(url: str) -> dict[tuple[str, str], float]:
     """server_errors_total by (endpoint, status)."""
     return {(s.labels["endpoint"], s.labels["status"]): s.value
@@ -290,7 +318,7 @@ def test_async_grpo_trains_a_lora_through_the_server(rl_server, tiny, monkeypatc
                 control.should_training_stop |= risen(self.rewards)
 
         def snapshot(self):
-            self.snapshots.append((served_versions(url), requests_by_version(url)))
+            self.snapshots.append((served_versions(url), requests_seen.counts()))
 
         def on_train_begin(self, *args, **kwargs):
             self.snapshot()
@@ -300,6 +328,8 @@ def test_async_grpo_trains_a_lora_through_the_server(rl_server, tiny, monkeypatc
 
     probe = ServerProbe()
     rl_server.wait_ready()
+    requests_seen = RequestsSeen(url)
+    requests_seen.start()
     errors_before = error_counts(url)  # /health answers 503 while the engine starts
     started = time.monotonic()
     trainer = AsyncGRPOTrainer(model=str(tiny["base"]), reward_funcs=digit_reward, args=args,
@@ -307,13 +337,16 @@ def test_async_grpo_trains_a_lora_through_the_server(rl_server, tiny, monkeypatc
                                callbacks=[probe])
     assert trainer._lora_sync, "the trainer did not choose adapter-only sync"
     assert trainer._lora_dir == str(rl_server.lora_dir)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        requests_seen.stop.set()
     trained_s = time.monotonic() - started
 
     steps_run = trainer.state.global_step
     log = rl_server.log.read_text()
     final_served = served_versions(url)
-    final_requests = requests_by_version(url)
+    final_requests = requests_seen.counts()
     errors = error_counts(url)
     steps = [entry for entry in trainer.state.log_history if "reward" in entry]
     rewards = [entry["reward"] for entry in steps]
