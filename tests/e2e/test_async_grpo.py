@@ -33,6 +33,7 @@ What TRL needs on CPU, set by the test, TRL unchanged:
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -259,6 +260,17 @@ def rl_server(tiny, tmp_path):
         proc.stop()
 
 
+@pytest.fixture
+def own_environment():
+    """The trainer (TRL, accelerate) sets process environment variables; servers the suite starts
+    later inherit os.environ, so it is put back as it was."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.usefixtures("own_environment")
 def test_async_grpo_trains_a_lora_through_the_server(rl_server, tiny, monkeypatch):
     import huggingface_hub.constants
     from datasets import Dataset
