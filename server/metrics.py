@@ -98,6 +98,8 @@ class EngineLoraCount:
                                "scrape).", registry=self.registry)
         if self._pending is None or self._pending.done():
             self._pending = asyncio.ensure_future(engine.list_loras())
-        done, _ = await asyncio.wait({self._pending}, timeout=self.wait)
-        if done and not self._pending.cancelled() and self._pending.exception() is None:
-            self.gauge.set(len(self._pending.result()))
+        # This scrape's own question: a concurrent scrape may replace `_pending` while this one waits.
+        pending = self._pending
+        await asyncio.wait({pending}, timeout=self.wait)
+        if pending.done() and not pending.cancelled() and pending.exception() is None:
+            self.gauge.set(len(pending.result()))

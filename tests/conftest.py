@@ -26,6 +26,11 @@ from training.tiny import (
     build_tool_calling_lora,
 )
 
+# What servers inherit: the environment as the suite starts, not what test modules' imports or
+# tests change later in this process (TRL's import sets VLLM_LOGGING_LEVEL=ERROR, which silenced
+# the engine's log lines that later tests read).
+SERVER_ENVIRONMENT = dict(os.environ)
+
 API_KEY = "test-key"
 # Scoped keys of the session server (--api-keys-file), beside the full-access API_KEY.
 KEYS_FILE = """
@@ -146,7 +151,7 @@ class ServerProcess:
                "--port", str(self.port), *flags, *(() if compiled else EAGER_FLAGS), *extra]
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                     env={**SERVER_ENVIRONMENT, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout

@@ -262,8 +262,8 @@ def rl_server(tiny, tmp_path):
 
 @pytest.fixture
 def own_environment():
-    """The trainer (TRL, accelerate) sets process environment variables; servers the suite starts
-    later inherit os.environ, so it is put back as it was."""
+    """The trainer (TRL, accelerate) sets process environment variables that later in-process
+    tests would read (servers do not: they get the suite's starting environment)."""
     saved = dict(os.environ)
     yield
     os.environ.clear()
