@@ -186,6 +186,32 @@ PATCHES: tuple[Patch, ...] = (
             "arguments we pass on; `token_lora_indices` and `sampler_indices` exist"),
     ),
     Patch(
+        id="prompt-logprobs-lora-rows",
+        symbol="vllm.v1.worker.gpu_model_runner.GPUModelRunner._get_prompt_logprobs_dict",
+        files=("server/in_engine/lora_ops/install.py", "server/in_engine/lora_ops/punica.py"),
+        kind="wrapped, private read",
+        process="worker",
+        what=(
+            "Prompt log-probabilities (`echo` + `logprobs` on /v1/completions, how RL trainers "
+            "score the reference) with LoRA enabled. vLLM computes them by calling "
+            "`compute_logits` on each request's slice of the step's hidden states, but the "
+            "lm_head LoRA reads `sampler_indices`, one row per request: on CPU the engine died "
+            "(einsum shape error), on GPU an lm_head adapter's delta is dropped. The wrapper "
+            "keeps the step's hidden states known while the method runs; our punica wrapper's "
+            "`add_lora_logits` then finds which of the step's tokens a slice is a view of "
+            "and applies each token's own adapter (`token_lora_indices`). With "
+            "--no-fast-lora-ops (vLLM's wrapper) the server refuses echo + logprobs (400)."),
+        upstream=(
+            "vllm-project/vllm#29955 (LoRA + prompt_logprobs cannot run on v1), #16668 (wrong "
+            "LoRA mapping for prompt logprobs), #51594 (lm_head delta dropped from "
+            "prompt_logprobs); fix proposed in PR #51597 (remaps the punica metadata per slice)."),
+        remove_when="vLLM computes prompt logprobs with the per-token LoRA mapping (PR #51597 or equal).",
+        scan=("vllm.v1.worker.gpu_model_runner.GPUModelRunner._get_prompt_logprobs_dict",),
+        contract=(
+            "`_get_prompt_logprobs_dict(self, hidden_states, num_scheduled_tokens)` exists and "
+            "still passes a slice of `hidden_states` to `self.model.compute_logits`"),
+    ),
+    Patch(
         id="lora-custom-op",
         symbol="vllm.utils.torch_utils.direct_register_custom_op",
         files=("server/in_engine/lora_ops/op.py",),

@@ -36,6 +36,34 @@ def completion_logprobs(
     return out
 
 
+def echoed_logprobs(
+    prompt_ids: Sequence[int], positions: Sequence[Position | None], k: int, tokenizer,
+    completion: CompletionLogprobs,
+) -> CompletionLogprobs:
+    """`completion` after the logprobs of the prompt's own tokens, as OpenAI's legacy completions
+    give them with `echo`: the first token has no context, so its logprob and top are null."""
+    out = CompletionLogprobs()
+    offset = 0
+    for token_id, position in zip(prompt_ids, positions):
+        if position is None:
+            text = tokenizer.decode([token_id])
+            out.token_logprobs.append(None)
+            out.top_logprobs.append(None)
+        else:
+            chosen = completion_logprobs([token_id], [position], k, tokenizer, offset)
+            text = chosen.tokens[0]
+            out.token_logprobs += chosen.token_logprobs
+            out.top_logprobs += chosen.top_logprobs
+        out.tokens.append(text)
+        out.text_offset.append(offset)
+        offset += len(text)
+    out.tokens += completion.tokens
+    out.token_logprobs += completion.token_logprobs
+    out.top_logprobs += completion.top_logprobs
+    out.text_offset += [offset + o for o in completion.text_offset]
+    return out
+
+
 def chat_logprobs(
     token_ids: Sequence[int], positions: Sequence[Position], k: int, tokenizer
 ) -> ChoiceLogprobs:

@@ -43,8 +43,10 @@ def sampling_params(
     vocab_size: int,
     constraint: Constraint | None = None,
     skip_special_tokens: bool = True,
+    prompt_logprobs: int | None = None,
 ) -> SamplingParams:
-    """`constraint`: checked by the caller (`structured_outputs.check`)."""
+    """`constraint`: checked by the caller (`structured_outputs.check`). `prompt_logprobs`: the
+    log-probabilities of the prompt's own tokens too (with this many alternatives each)."""
     if logprobs is not None and logprobs > max_logprobs:
         raise bad_request(f"at most {max_logprobs} logprobs per token can be returned, "
                           f"got {logprobs}", param="logprobs")
@@ -56,14 +58,14 @@ def sampling_params(
         stop = []
     try:
         return _build(request, max_tokens, logprobs, vocab_size, stop, constraint,
-                      skip_special_tokens)
+                      skip_special_tokens, prompt_logprobs)
     except (ValueError, VLLMClientError) as exc:  # vLLM's own checks
         raise bad_request(str(exc)) from exc
 
 
 def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None, vocab_size: int,
            stop: list[str], constraint: Constraint | None,
-           skip_special_tokens: bool) -> SamplingParams:
+           skip_special_tokens: bool, prompt_logprobs: int | None) -> SamplingParams:
     return SamplingParams(
         n=request.n or 1,
         temperature=1.0 if request.temperature is None else request.temperature,
@@ -79,6 +81,7 @@ def _build(request: SamplingRequest, max_tokens: int, logprobs: int | None, voca
         min_tokens=min(request.min_tokens or 0, max_tokens),
         ignore_eos=bool(request.ignore_eos),
         logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,  # vLLM then computes the prompt afresh (no prefix cache)
         logit_bias=logit_bias(request.logit_bias, vocab_size),
         structured_outputs=constraint.params if constraint is not None else None,
         skip_special_tokens=skip_special_tokens,

@@ -99,3 +99,23 @@ def test_lora_on_lm_head_matches_peft(kernel_client, kernel_server, tiny, tmp_pa
     got = served_ids(kernel_client, "head-lora", ids)
     assert got == oracle.greedy(tiny["base"], ids, MAX_NEW, src)
     assert got != served_ids(kernel_client, "base", ids)
+
+
+def test_echoed_prompt_logprobs_match_peft(kernel_client, tiny):
+    """echo + logprobs scores the prompt's own tokens (an RL trainer's reference log-probabilities):
+    PEFT's teacher-forced log-probabilities, the first token without context."""
+    tok = oracle.tokenizer(tiny["base"])
+    ids = tok.encode(PROMPTS[0]) + oracle.greedy(tiny["base"], tok.encode(PROMPTS[0]), 8)
+    scored = {}
+    for model in ("base", "lora-a"):
+        r = kernel_client.completions.create(model=model, prompt=ids, max_tokens=1, temperature=0,
+                                             echo=True, logprobs=0)
+        lp = r.choices[0].logprobs
+        assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.text_offset) == len(ids) + 1
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+        adapters = () if model == "base" else (tiny[model],)
+        expected = [chosen for chosen, _ in oracle.chosen_logprobs(tiny["base"], ids[:1], ids[1:], *adapters)]
+        assert lp.token_logprobs[1:len(ids)] == pytest.approx(expected, abs=1e-4), model
+        assert lp.text_offset == sorted(lp.text_offset)
+        scored[model] = lp.token_logprobs[1:len(ids)]
+    assert scored["base"] != pytest.approx(scored["lora-a"], abs=1e-3)  # the adapter is applied

@@ -162,3 +162,24 @@ def test_chat_max_completion_tokens_and_usage(client):
         max_completion_tokens=3, temperature=0)
     assert r.usage.completion_tokens == 3 and r.choices[0].finish_reason == "length"
     assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_echo_with_logprobs_scores_the_prompt_then_the_answer(client, stream):
+    """OpenAI's legacy form of prompt scoring: the prompt's tokens, then the generated ones."""
+    plain = complete(client, temperature=0, max_tokens=4, logprobs=2)
+    if stream:
+        chunks = list(complete(client, temperature=0, max_tokens=4, logprobs=2, echo=True, stream=True))
+        text = "".join(c.choices[0].text for c in chunks)
+        tokens = [t for c in chunks for t in c.choices[0].logprobs.tokens]
+        token_logprobs = [t for c in chunks for t in c.choices[0].logprobs.token_logprobs]
+    else:
+        r = complete(client, temperature=0, max_tokens=4, logprobs=2, echo=True)
+        text, lp = r.choices[0].text, r.choices[0].logprobs
+        tokens, token_logprobs = lp.tokens, lp.token_logprobs
+        assert [None] + [len(t) for t in lp.top_logprobs[1:]] == [None] + [2] * (len(tokens) - 1)
+    assert text == PROMPT + plain.choices[0].text
+    prompt_len = len(tokens) - 4
+    assert "".join(tokens[:prompt_len]).endswith(PROMPT)  # after the BOS token, if the model has one
+    assert token_logprobs[0] is None and all(v <= 0 for v in token_logprobs[1:])
+    assert token_logprobs[prompt_len:] == pytest.approx(plain.choices[0].logprobs.token_logprobs, abs=1e-5)

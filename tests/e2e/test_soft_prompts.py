@@ -120,6 +120,8 @@ def test_context_check_counts_virtual_tokens(http, tiny):
     ({"model": "prompt-a", "soft_prompt": "prompt-a"}, 400, "soft_prompt", "already a soft prompt"),
     ({"model": "lora-a", "soft_prompt": "missing"}, 404, "soft_prompt", "does not exist"),
     ({"model": "lora-a", "soft_prompt": "../prompt-a"}, 404, "soft_prompt", ""),
+    # Scoring the prompt: virtual tokens have no log-probabilities.
+    ({"model": "prompt-a", "echo": True, "logprobs": 0}, 400, "echo", "soft prompt"),
 ])
 def test_bad_stacking_requests(http, body, status, param, contains):
     assert_error(http.post("/v1/completions", json={**OK_COMPLETION, **body}), status,

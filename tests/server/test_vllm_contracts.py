@@ -172,6 +172,19 @@ def _():
             "vLLM's CPU platform no longer turns compilation off for LoRA: the patch may be obsolete")
 
 
+@contract("prompt-logprobs-lora-rows")
+def _():
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    original = theirs(GPUModelRunner, "_get_prompt_logprobs_dict")
+    require(original is not None, "GPUModelRunner._get_prompt_logprobs_dict is gone")
+    require_params(original, "self", "hidden_states", "num_scheduled_tokens", exactly=True)
+    text = source(original)
+    require(re.search(r"(\w+) = hidden_states\[offset : offset \+ num_logits\]", text)
+            and "self.model.compute_logits(prompt_hidden_states)" in text,
+            "vLLM no longer computes prompt logits on a slice (view) of the step's hidden states")
+
+
 @contract("punica-cpu-subclass")
 def _():
     from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU

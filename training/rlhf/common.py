@@ -55,6 +55,9 @@ class RolloutConfig:
     """Sampling temperature of rollouts (1.0: the policy's own distribution, which the KL maths assume)."""
     missing_eos_penalty: float | None = None
     """Subtract this from the reward of responses cut at response_length without eos (None: no penalty)."""
+    greedy: bool = False
+    """Greedy rollouts (every response to a prompt the same): no exploration, so not for training;
+    for checking one rollout engine against another, step for step."""
 
     def validate(self) -> None:
         if self.response_length < 1 or self.temperature <= 0:

@@ -2,6 +2,7 @@
 
     python -m training rlhf-demo                     # everything under .demo/rlhf (a few minutes on 2 cores)
     python -m training rlhf-demo --methods ppo dpo   # a subset
+    python -m training rlhf-demo --rollout-server start   # PPO and GRPO generate on a server it starts
     python -m server --model .demo/rlhf/base --adapters .demo/rlhf/adapters   # then serve the aligned adapters
 
 Steps (each reuses the package's own commands and the recipes in training/recipes/rlhf/):
@@ -10,7 +11,9 @@ Steps (each reuses the package's own commands and the recipes in training/recipe
               (the `test` shape) fully fine-tuned with `python -m training full` on the SFT chats, so it
               answers the demo tasks in a mix of styles, mostly curt or rude (no downloads, ~1 min).
   3. reward   reward-demo.yaml -> OUT/runs/reward/reward, held-out pairwise accuracy
-  4. policies ppo-demo.yaml, dpo-demo.yaml, grpo-demo.yaml -> LoRA adapters published into OUT/adapters
+  4. policies ppo-demo.yaml, dpo-demo.yaml, grpo-demo.yaml -> LoRA adapters published into OUT/adapters;
+              with --rollout-server, PPO and GRPO generate their rollouts on that server
+              (training/rlhf/rollout_server.py), publishing each policy version to it
   5. table    every policy vs the base on held-out prompts: mean reward, KL to the base, win rate
               (judged by the reward model), and polite / rude / evasive rates by the labeller's rules
               -> OUT/results.md and OUT/results.json
@@ -18,6 +21,7 @@ Steps (each reuses the package's own commands and the recipes in training/recipe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -50,6 +54,10 @@ class DemoConfig:
     """Held-out prompts in the final table."""
     seed: int = 0
     """Seed of the data, the starting policy and every run."""
+    rollout_server: str = ""
+    """PPO and GRPO generate their rollouts on a server: `start` starts one on the base once it is
+    built (OUT/rollout-server.log); a URL uses one already serving the base with OUT/runs among
+    its --lora-roots. Empty: the trainers generate them."""
 
     def validate(self) -> None:
         unknown = set(self.methods) - set(METHODS)
@@ -88,8 +96,8 @@ def build_starting_policy(out: Path, sft_file: Path, steps: int, seed: int) -> P
     return base
 
 
-def recipe_for(command: str, out: Path, base: Path, data: dict[str, Path], seed: int):
-    """The shipped demo recipe with its paths moved under OUT."""
+def recipe_for(command: str, out: Path, base: Path, data: dict[str, Path], seed: int, rollout_server: str = ""):
+    """The shipped demo recipe with its paths moved under OUT (and rollouts on `rollout_server`)."""
     values = read_yaml(RECIPES / f"{command}-demo.yaml")
     values.pop("command", None)
     values["model"] = {"base": str(base)}
@@ -98,8 +106,12 @@ def recipe_for(command: str, out: Path, base: Path, data: dict[str, Path], seed:
     if "reward" in values:
         values["reward"]["reward_model"] = str(out / "runs" / "reward" / "reward")
     values["output"].update(adapters_dir=str(out / "adapters"), publish=command != "reward", evaluate=False)
+    if rollout_server and command in ROLLOUT_COMMANDS:
+        values.setdefault("server", {})["rollout_server"] = rollout_server
     return load_recipe(command, sections_of(command), values, source=str(RECIPES / f"{command}-demo.yaml"))
 
+
+ROLLOUT_COMMANDS = ("ppo", "grpo")  # the methods that generate while they train
 
 JUDGES = {
     "polite": lambda text: float(demo_data.politeness(text) > 0),
@@ -121,11 +133,18 @@ def run_demo(cfg: DemoConfig) -> dict:
     timings["base"] = round(time.monotonic() - started, 1)
 
     summaries = {}
-    for command in ("reward", *cfg.methods):
-        t0 = time.monotonic()
-        summaries[command] = run(command, recipe_for(command, out, base, data, cfg.seed))
-        timings[command] = round(time.monotonic() - t0, 1)
-        log.warning(f"rlhf-demo: {command} done in {timings[command]} s")
+    with contextlib.ExitStack() as stack:
+        server = cfg.rollout_server
+        if server == "start" and set(cfg.methods) & set(ROLLOUT_COMMANDS):
+            from training.rlhf.rollout_server import started_server
+
+            server = stack.enter_context(started_server(base, out / "rollout-adapters", out / "runs",
+                                                        out / "rollout-server.log", "--dtype", "float32"))
+        for command in ("reward", *cfg.methods):
+            t0 = time.monotonic()
+            summaries[command] = run(command, recipe_for(command, out, base, data, cfg.seed, server))
+            timings[command] = round(time.monotonic() - t0, 1)
+            log.warning(f"rlhf-demo: {command} done in {timings[command]} s")
 
     t0 = time.monotonic()
     recipe = recipe_for("reward", out, base, data, cfg.seed)
@@ -152,11 +171,14 @@ def run_demo(cfg: DemoConfig) -> dict:
         markdown_table(table),
         "",
         "Published: " + ", ".join(f"{m} -> {summaries[m].get('published')}" for m in cfg.methods),
+        "Rollouts of " + ", ".join(m for m in cfg.methods if m in ROLLOUT_COMMANDS) + ": "
+        + ("on the rollout server" if cfg.rollout_server else "in the trainers"),
         f"Timings (s): {timings}",
     ])
     result = {"reward_model": summaries["reward"]["training"], "evaluation": table,
               "training": {m: summaries[m]["training"] for m in cfg.methods},
               "published": {m: summaries[m].get("published") for m in cfg.methods}, "timings": timings,
+              "rollouts": "server" if cfg.rollout_server else "trainer",
               "base": str(base)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "results.md").write_text(md + "\n")

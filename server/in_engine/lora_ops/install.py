@@ -1,7 +1,7 @@
 """Switch vLLM's CPU platform to the grouped LoRA ops (called from `server.in_engine.plugin`).
 
 Acts only when the current platform is CPU: CUDA and other accelerators keep their own punica
-kernels. Two changes to the CPU platform class:
+kernels. Two changes to the CPU platform class, and one to the model runner (3.):
 
 1. The punica wrapper: vLLM picks it by qualified name from the platform, so pointing the CPU
    platform at our subclass is the whole change.
@@ -10,6 +10,8 @@ kernels. Two changes to the CPU platform class:
    throughput). Our wrapper's linear LoRA is one opaque op (`server.in_engine.lora_ops.op`), which a
    compiled model can call, so the compilation mode chosen without LoRA is kept. Sharded LoRA
    (tensor parallel) still goes through vLLM's Python ops and stays eager.
+3. Prompt log-probabilities: the model runner's `_get_prompt_logprobs_dict` is wrapped so that
+   our wrapper's lm_head LoRA applies each scored prompt token's own adapter (vLLM's crashes).
 """
 
 from __future__ import annotations
@@ -48,7 +50,19 @@ def install() -> bool:
 
         cls.get_punica_wrapper = classmethod(mark("cpu-punica-wrapper", get_punica_wrapper, original))
     _keep_compilation_with_lora(cls)
+    _score_prompts_per_token()
     return True
+
+
+def _score_prompts_per_token() -> None:
+    """Prompt log-probabilities with LoRA: see `server.in_engine.lora_ops.punica`."""
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    from server.in_engine.lora_ops.punica import scoring_prompts
+
+    original = GPUModelRunner._get_prompt_logprobs_dict
+    if not getattr(original, PATCH_MARK, None):
+        GPUModelRunner._get_prompt_logprobs_dict = scoring_prompts(original)
 
 
 def _keep_compilation_with_lora(cls: type[CpuPlatform]) -> None:

@@ -3,10 +3,18 @@
 `PunicaWrapperCPU` keeps the per-step LoRA mapping; this subclass also groups the step's tokens
 by adapter slot once (`update_metadata`) and serves `add_lora_linear` / `add_shrink` /
 `add_expand` from it. Everything else (embedding, logits, full-linear heads) stays vLLM's.
+
+Prompt log-probabilities (`echo` + `logprobs`; vLLM's `prompt_logprobs`): vLLM computes them by
+calling the model's `compute_logits` on each request's slice of the step's hidden states, while
+the lm_head LoRA reads the sampler's mapping, one row per request: with LoRA enabled this crashed
+the engine (vLLM #29955, #16668) or dropped an lm_head adapter's delta (#51594). The model
+runner's method is wrapped (`scoring_prompts`) so that `add_lora_logits` finds which of the
+step's tokens a slice holds and applies each token's own adapter.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -14,6 +22,43 @@ from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
 from server.in_engine.lora_ops import op
 from server.in_engine.lora_ops.grouped import LoRAGroups, expand, lora_linear, shrink
+from server.vllm_patches import mark
+
+# The step's hidden states while the model runner computes prompt log-probabilities from slices
+# of them (one worker process, one model runner, one step at a time).
+_scored_steps: list[torch.Tensor] = []
+
+
+def scoring_prompts(original):
+    """vLLM's `_get_prompt_logprobs_dict(self, hidden_states, num_scheduled_tokens)`, with the
+    step's hidden states known to `add_lora_logits` while it runs."""
+    def _get_prompt_logprobs_dict(self, hidden_states, num_scheduled_tokens):
+        with _scoring(hidden_states):
+            return original(self, hidden_states, num_scheduled_tokens)
+
+    return mark("prompt-logprobs-lora-rows", _get_prompt_logprobs_dict, original)
+
+
+@contextlib.contextmanager
+def _scoring(hidden_states: torch.Tensor):
+    _scored_steps.append(hidden_states)
+    try:
+        yield
+    finally:
+        _scored_steps.pop()
+
+
+def step_rows(x: torch.Tensor) -> slice | None:
+    """Which of the step's token rows `x` (2-D) is a view of, while prompts are scored."""
+    if not _scored_steps:
+        return None
+    step = _scored_steps[-1].view(-1, x.shape[-1])
+    row_bytes = step.stride(0) * step.element_size()
+    offset = x.data_ptr() - step.data_ptr()
+    if x.stride() != step.stride() or offset < 0 or offset % row_bytes:
+        return None
+    start = offset // row_bytes
+    return slice(start, start + x.shape[0]) if start + x.shape[0] <= step.shape[0] else None
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
@@ -59,6 +104,9 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         # sampled rows it is a no-op here (vLLM's ops compute it anyway, for the last slot).
         x2 = x.view(-1, x.shape[-1])
         groups = self.sampler_groups
+        rows = step_rows(x2) if buffer is None and not kwargs else None
+        if rows is not None:  # a request's prompt tokens, scored: each token's own adapter
+            groups = LoRAGroups.from_indices(self.token_lora_indices[rows])
         if buffer is not None or kwargs or groups is None or groups.num_tokens != x2.shape[0]:
             return super().add_lora_logits(y, x, lora_a_stacked, lora_b_stacked, scale, buffer=buffer, **kwargs)
         lora_linear(y, x2, (lora_a_stacked,), (lora_b_stacked,), scale, (lora_b_stacked.shape[-2],), groups)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
+import httpx
 import pytest
 import torch
 from peft import get_peft_model
@@ -100,6 +102,28 @@ def test_ppo_trainer_steps_move_only_the_adapter(tiny, prefs, reward_run):
     assert second["kl_coef"] != first["kl_coef"]  # adaptive β reacted to the measured KL
     assert any(not torch.equal(p, lora_before[n]) for n, p in policy.named_parameters() if p.requires_grad)
     assert changed_base_weights(policy, tiny["base"]) == []
+
+
+@pytest.mark.parametrize("command", ["ppo", "grpo"])
+def test_online_runs_generate_through_a_rollout_server(command, tiny, prefs, runs, reward_run, server, monkeypatch):
+    """`--rollout-server`: a version per step published to the session server, each loaded, the
+    stale one unloaded, none left behind; the run's adapter is trained as in-process."""
+    from tests.conftest import API_KEY
+
+    monkeypatch.setenv("TEST_ROLLOUT_KEY", API_KEY)
+    versions = server.trainer_dir / f"runs-{command}"
+    summary = run(command, recipe(command, tiny["base"], prefs, runs / f"served-{command}", reward=reward_run["artifact"],
+                                  server={"rollout_server": server.url, "rollout_publish_dir": str(versions),
+                                          "rollout_api_key_env": "TEST_ROLLOUT_KEY"}))
+    training = summary["training"]
+    name = f"served-{command}"
+    assert training["rollout_server"] == server.url and training["versions_published"] == 2
+    log = server.log.read_text()
+    assert re.findall(rf"adapter ({name}-v\d+) v\d+ \(lora\) ready", log) == [f"{name}-v1", f"{name}-v2"]
+    served = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}).json()["data"]
+    assert not [m["id"] for m in served if m["id"].startswith(name)]  # all unloaded
+    assert not list(versions.iterdir())  # and deleted
+    assert lora_b_norm(__import__("pathlib").Path(summary["artifact"])) > 0
 
 
 @pytest.fixture(scope="module")

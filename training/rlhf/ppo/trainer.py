@@ -13,6 +13,12 @@ One iteration (train.max_steps of them):
 The critic is a linear head on the policy's last hidden state (the LoRA'd trunk is shared);
 it is saved as RUN/value_head.safetensors. RUN/adapter is a plain PEFT LoRA: the server serves it.
 
+With --rollout-server URL (training/rlhf/rollout_server.py) steps 1 and the reference of step 3
+run on that server instead: the policy is published to it as a new adapter version every
+`publish_every` iterations, it samples the responses, and its base model scores the reference.
+The rest (old log-probs, values, the losses) stays in the trainer, so a step's losses are the
+same as in-process ones given the same responses (tests/training/rlhf/test_rollout_server.py).
+
 Data-parallel on several processes (torchrun --nproc-per-node N -m training ppo ...): each
 process collects its own rollout_batch (its own prompts and samples), advantages are whitened
 and KL / score statistics averaged over every process's rollouts, and gradients are all-reduced
@@ -50,6 +56,7 @@ from training.rlhf.common import (
 from training.rlhf.ppo import maths
 from training.rlhf.preferences import PreferenceSplits, load_preferences
 from training.rlhf.rollout import Batch, forward, generate, pack
+from training.rlhf.rollout_server import RolloutServerConfig, ServedPolicy
 
 log = logging.getLogger("training")
 
@@ -91,7 +98,7 @@ class PPOOptions:
             raise ValueError("ppo.clip_range must be in (0, 1)")
 
 
-SECTIONS = sections(reward=RewardModelConfig, rollout=RolloutConfig, ppo=PPOOptions)
+SECTIONS = sections(reward=RewardModelConfig, rollout=RolloutConfig, server=RolloutServerConfig, ppo=PPOOptions)
 METHOD = policy_method("ppo", "PPO policy (LoRA) against a reward model, KL-penalised")
 
 
@@ -127,11 +134,17 @@ class PPOTrainer:
     """Owns the policy (PeftModel), the value head, the reward scorer and the optimiser.
 
     `policy` and `value_head` are the plain modules (generation, the adapter-disabled reference,
-    saving); the optimisation step runs through their DDP wrappers, which all-reduce gradients."""
+    saving); the optimisation step runs through their DDP wrappers, which all-reduce gradients.
+    `served`: the policy on a rollout server, which then samples and scores the reference;
+    `publish_every`: iterations between the versions published to it."""
 
     def __init__(self, policy, tokenizer, scorer, prompts: list[str], opts: PPOOptions, rollout: RolloutConfig,
                  learning_rate: float, batch_size: int, max_grad_norm: float = 1.0, seed: int = 0,
-                 accelerator=None) -> None:
+                 accelerator=None, served: ServedPolicy | None = None, publish_every: int = 1) -> None:
+        if served is not None and rollout.temperature != 1.0:
+            raise ValueError("rollouts through a server sample at rollout.temperature 1.0: the server's reference "
+                             "log-probabilities are the base model's own, at temperature 1")
+        self.served, self.publish_every, self.iteration = served, publish_every, 0
         self.accelerator = acc = accelerator or ppo_accelerator()
         self.tokenizer, self.scorer = tokenizer, scorer
         self.prompts = prompts
@@ -168,8 +181,12 @@ class PPOTrainer:
         tok, cfg = self.tokenizer, self.rollout_cfg
         prompts = [self.rng.choice(self.prompts) for _ in range(self.opts.rollout_batch)]
         ids = [self.prompt_ids[p] for p in prompts]
-        responses = generate(self.policy, ids, tok.pad_token_id, tok.eos_token_id, cfg.response_length,
-                             sample=True, temperature=cfg.temperature)
+        seed = self.rng.getrandbits(63)  # drawn either way: both engines see the same prompts
+        if self.served is None:
+            responses = generate(self.policy, ids, tok.pad_token_id, tok.eos_token_id, cfg.response_length,
+                                 sample=not cfg.greedy, temperature=cfg.temperature)
+        else:
+            responses, _ = self.served.sample(ids, cfg.response_length, cfg.temperature, cfg.greedy, seed)
         batch = pack(ids, responses, tok.pad_token_id).to(self.device)
         texts = tok.batch_decode([r for r in responses], skip_special_tokens=True)
         score = self.scorer.score(prompts, texts).to(self.device)
@@ -177,9 +194,14 @@ class PPOTrainer:
             ended = torch.tensor([bool(r) and r[-1] == tok.eos_token_id for r in responses], device=self.device)
             score = score - cfg.missing_eos_penalty * (~ended).float()
         logp, values, _ = forward(self.policy, batch, self.value_head, cfg.temperature)
-        with self.policy.disable_adapter():
-            ref_logp, _, _ = forward(self.policy, batch, None, cfg.temperature)
         mask = batch.response_mask
+        if self.served is None:
+            with self.policy.disable_adapter():
+                ref_logp, _, _ = forward(self.policy, batch, None, cfg.temperature)
+        else:
+            ref_logp = torch.zeros_like(logp)
+            for i, row in enumerate(self.served.reference_logprobs(ids, responses)):
+                ref_logp[i, :len(row)] = torch.tensor(row, dtype=ref_logp.dtype)
         kl = maths.kl_per_token(logp, ref_logp, self.opts.kl_estimator) * mask
         rewards = maths.shaped_rewards(score, kl, self.kl_ctl.value, mask)
         advantages, returns = maths.gae(rewards, values, mask, self.opts.gamma, self.opts.lam)
@@ -219,8 +241,21 @@ class PPOTrainer:
                     stats["entropy"].append(maths.masked_mean(maths.entropy_from_logits(logits), mask).item())
         return {k: self.mean_over_processes(sum(v) / len(v)) for k, v in stats.items()}
 
+    def publish_if_due(self) -> None:
+        """The current policy to the rollout server at every `publish_every`-th iteration (the
+        first included); the main process writes it, every process then samples from it."""
+        if self.served is None or (self.iteration - 1) % self.publish_every:
+            return
+        if self.accelerator.is_main_process:
+            self.served.publish(self.policy, self.iteration)
+        else:
+            self.served.version = f"{self.served.name}-v{self.iteration}"
+        self.accelerator.wait_for_everyone()
+
     def step(self) -> dict[str, float]:
         """One iteration; the statistics are means over every process's rollouts (the same everywhere)."""
+        self.iteration += 1
+        self.publish_if_due()
         ro = self.collect()
         kl_per_response = self.mean_over_processes(ro.kl.sum(-1).mean())
         beta = self.kl_ctl.value
@@ -247,19 +282,26 @@ def train_ppo(recipe: Recipe) -> dict:
     data = load_preferences(recipe.data, tokenizer, seed=recipe.train.seed)
     scorer = RewardScorer(recipe.reward.reward_model, recipe.reward.reward_batch_size)
     policy = get_peft_model(load_policy_base(recipe.model.base, training_dtype(recipe)), policy_lora(recipe))
-    t = recipe.train
+    t, server = recipe.train, recipe.server
+    served = ServedPolicy.from_config(server, out, recipe.output.name or f"{out.name}-ppo") \
+        if server.rollout_server else None
     trainer = PPOTrainer(policy, tokenizer, scorer, PreferenceSplits.prompts(data.train), recipe.ppo, recipe.rollout,
-                         t.learning_rate, t.batch_size, t.max_grad_norm, t.seed, ppo_accelerator(autocast_bf16(recipe)))
+                         t.learning_rate, t.batch_size, t.max_grad_norm, t.seed, ppo_accelerator(autocast_bf16(recipe)),
+                         served, server.publish_every)
     main = trainer.accelerator.is_main_process
     iterations = t.max_steps if t.max_steps > 0 else 100
     history, started = [], time.monotonic()
-    for it in range(1, iterations + 1):
-        stats = trainer.step()
-        history.append({"iteration": it, **{k: round(v, 5) for k, v in stats.items()}})
-        if main and (it == 1 or it % max(1, t.logging_steps) == 0 or it == iterations):
-            log.warning("ppo %d/%d: score %.3f  kl %.3f  β %.4f  policy %.4f  value %.4f  clip %.2f  entropy %.2f",
-                        it, iterations, stats["score"], stats["kl"], stats["kl_coef"], stats["policy_loss"],
-                        stats["value_loss"], stats["clipfrac"], stats["entropy"])
+    try:
+        for it in range(1, iterations + 1):
+            stats = trainer.step()
+            history.append({"iteration": it, **{k: round(v, 5) for k, v in stats.items()}})
+            if main and (it == 1 or it % max(1, t.logging_steps) == 0 or it == iterations):
+                log.warning("ppo %d/%d: score %.3f  kl %.3f  β %.4f  policy %.4f  value %.4f  clip %.2f  "
+                            "entropy %.2f", it, iterations, stats["score"], stats["kl"], stats["kl_coef"],
+                            stats["policy_loss"], stats["value_loss"], stats["clipfrac"], stats["entropy"])
+    finally:
+        if served is not None:
+            served.close(unload=main)
     seconds = round(time.monotonic() - started, 1)
     weights = check_same_weights(trainer.params)  # every process: raises if their weights diverged
     log.warning(f"ppo: process {trainer.accelerator.process_index} of {trainer.accelerator.num_processes} "
@@ -268,7 +310,9 @@ def train_ppo(recipe: Recipe) -> dict:
     training = {"iterations": iterations, "seconds": seconds, "final_score": last["score"], "final_kl": last["kl"],
                 "final_kl_coef": trainer.kl_ctl.value, "first_score": history[0]["score"],
                 "reward_model": recipe.reward.reward_model, "processes": trainer.accelerator.num_processes,
-                "rollouts_per_iteration": recipe.ppo.rollout_batch * trainer.accelerator.num_processes}
+                "rollouts_per_iteration": recipe.ppo.rollout_batch * trainer.accelerator.num_processes,
+                "rollout_server": server.rollout_server or None,
+                "versions_published": served.published if served is not None else 0}
 
     def save() -> Path:
         (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))

@@ -1,0 +1,201 @@
+"""Rollouts through a running server: the policy's LoRA is published to it as a new adapter
+version every few steps, responses are generated there, and the KL reference is its base model.
+
+    python -m server --model BASE --adapters ADAPTERS --lora-roots RUN_PARENT &
+    python -m training ppo --config training/recipes/rlhf/ppo-demo.yaml --rollout-server http://127.0.0.1:8000
+
+What the trainer asks of the server is vLLM's runtime LoRA API and OpenAI's legacy completions,
+so any server that has both can be the rollout engine:
+  publish   the adapter is saved under `rollout_publish_dir` as `<name>-v<step>` (written beside,
+            then renamed into place), loaded with POST /v1/load_lora_adapter, and the version
+            before it unloaded and deleted. The server must read that folder: it is one of its
+            `--lora-roots`, on the same machine or a shared filesystem.
+  sample    POST /v1/completions, one per prompt (the token ids, `return_token_ids`, its own
+            63-bit seed, so that a group of equal prompts gets different samples and a run can be
+            repeated), all in flight at once so the server batches them; a response ends with
+            its eos, as in-process generation cuts it.
+  reference POST /v1/completions on the base model with `echo` and `logprobs: 0`: the log-
+            probabilities of the response tokens after their prompt (OpenAI's prompt scoring).
+            They are the model's own (temperature 1), so rollouts through a server sample at
+            temperature 1, which the KL maths assume anyway.
+The key in `rollout_api_key_env` needs management rights (a full key or `manage: true`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class RolloutServerConfig:
+    """Generate rollouts on a running server instead of in the trainer."""
+
+    rollout_server: str = ""
+    """URL of a running server (http://HOST:PORT) that generates the rollouts (for ppo, its base
+    model also scores the KL reference); empty: the trainer generates them itself."""
+    rollout_publish_dir: str = ""
+    """Folder where each policy version is written for the server to load: one of the server's
+    --lora-roots. Default: RUN/policy-versions."""
+    rollout_api_key_env: str = "SERVER_API_KEY"
+    """Environment variable holding the server API key (one with management rights); unset: no key."""
+    publish_every: int = 1
+    """Publish the policy as a new version every this many steps; rollouts in between come from
+    the last version published (slightly off-policy; PPO's ratio is taken against the trainer's
+    own log-probabilities)."""
+    rollout_requests: int = 64
+    """Most requests in flight at once (one per prompt when sampling): the server batches them."""
+
+    def validate(self) -> None:
+        if self.publish_every < 1 or self.rollout_requests < 1:
+            raise ValueError("rollout: publish_every and rollout_requests must be >= 1")
+
+
+class RolloutServerError(RuntimeError):
+    """The rollout server refused or failed a request; the message has its answer."""
+
+
+class ServedPolicy:
+    """The policy as a running server serves it: publish versions, sample, score the reference."""
+
+    def __init__(self, url: str, folder: Path, name: str, api_key: str | None = None,
+                 requests: int = 64, timeout: float = 600.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
+                                 limits=httpx.Limits(max_connections=requests, max_keepalive_connections=requests))
+        self.folder, self.name, self.requests = Path(folder), name, requests
+        self.folder.mkdir(parents=True, exist_ok=True)
+        models = self._call("GET", "/v1/models")["data"]
+        if not models:
+            raise RolloutServerError(f"{url} lists no models for this key: it needs the base model")
+        self.base = models[0]["id"]  # vLLM's convention: the base model first
+        self.version: str | None = None
+        self.published = 0
+
+    @classmethod
+    def from_config(cls, config: RolloutServerConfig, run_dir: Path, name: str) -> "ServedPolicy":
+        folder = Path(config.rollout_publish_dir) if config.rollout_publish_dir else run_dir / "policy-versions"
+        return cls(config.rollout_server, folder, name, os.environ.get(config.rollout_api_key_env) or None,
+                   config.rollout_requests)
+
+    def _call(self, method: str, path: str, **kwargs):
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RolloutServerError(f"rollout server {self.http.base_url}: {exc}") from exc
+        if r.status_code >= 400:
+            raise RolloutServerError(f"rollout server {method} {path}: {r.status_code} {r.text[:500]}")
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+    def publish(self, model, step: int) -> str:
+        """Save `model`'s adapter (a PeftModel) as version `step`, load it, drop the one before."""
+        name = f"{self.name}-v{step}"
+        final, staging = self.folder / name, self.folder / f".{name}.writing"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)  # the server never sees a half-written folder
+        self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(final)})
+        previous, self.version = self.version, name
+        if previous is not None:
+            self._call("POST", "/v1/unload_lora_adapter", json={"lora_name": previous})
+            shutil.rmtree(self.folder / previous, ignore_errors=True)
+        self.published += 1
+        return name
+
+    def _complete(self, bodies: list[dict]) -> list[list[dict]]:
+        """The choices of each completion request, sorted, with `requests` of them in flight."""
+        def run(body: dict) -> list[dict]:
+            return sorted(self._call("POST", "/v1/completions", json=body)["choices"], key=lambda c: c["index"])
+
+        with ThreadPoolExecutor(max(1, min(len(bodies), self.requests))) as pool:
+            return list(pool.map(run, bodies))
+
+    def sample(self, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0,
+               greedy: bool = False, seed: int | None = None) -> tuple[list[list[int]], list[list[float]]]:
+        """Response token ids of the current version, one per prompt (ending with eos if one came),
+        and the log-probability of each token as it was sampled."""
+        if self.version is None:
+            raise RolloutServerError("no policy version is published yet")
+        seeds = random.Random(seed)
+        bodies = [{"model": self.version, "prompt": ids, "max_tokens": max_tokens, "top_p": 1.0,
+                   "temperature": 0.0 if greedy else temperature, "seed": seeds.getrandbits(63),
+                   "logprobs": 0, "return_token_ids": True} for ids in prompts]
+        choices = [c[0] for c in self._complete(bodies)]
+        return [c["token_ids"] for c in choices], [c["logprobs"]["token_logprobs"] for c in choices]
+
+    def reference_logprobs(self, prompts: list[list[int]], responses: list[list[int]]) -> list[list[float]]:
+        """Log-probabilities of each response's tokens after its prompt, under the base model."""
+        scored = [p + r for p, r in zip(prompts, responses)]
+        size = -(-len(scored) // self.requests)
+        bodies = [{"model": self.base, "prompt": scored[i:i + size], "max_tokens": 1, "temperature": 0.0,
+                   "echo": True, "logprobs": 0} for i in range(0, len(scored), size)]
+        choices = [c for chunk in self._complete(bodies) for c in chunk]
+        return [c["logprobs"]["token_logprobs"][len(p):len(p) + len(r)]
+                for c, p, r in zip(choices, prompts, responses)]
+
+    def close(self, unload: bool = True) -> None:
+        """Unload the last version (the server keeps serving everything else) and close."""
+        if unload and self.version is not None:
+            try:
+                self._call("POST", "/v1/unload_lora_adapter", json={"lora_name": self.version})
+            except RolloutServerError as exc:
+                log.warning("rollout server: could not unload %s: %s", self.version, exc)
+            shutil.rmtree(self.folder / self.version, ignore_errors=True)
+            self.version = None
+        self.http.close()
+
+
+@contextlib.contextmanager
+def started_server(model: Path, adapters: Path, lora_root: Path, log_path: Path, *flags: str,
+                   timeout: float = 900.0) -> Iterator[str]:
+    """A server (`python -m server`) on `model` for the length of a run, loading policy versions
+    from under `lora_root`; yields its URL. Without an API key: it listens on 127.0.0.1 only."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    adapters.mkdir(parents=True, exist_ok=True)
+    lora_root.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "server", "--model", str(model), "--adapters", str(adapters), "--host",
+           "127.0.0.1", "--port", str(port), "--lora-roots", str(lora_root.resolve()), *flags]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _healthy(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RolloutServerError(f"the rollout server did not start; see {log_path}")
+                time.sleep(1)
+            log.warning("rollout server: %s on %s (log: %s)", url, model, log_path)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)  # drains, then exits
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
