@@ -10,7 +10,9 @@ shape: `--batches` prompts per rollout batch, `--response-length` tokens at most
   trainer  training.rlhf.rollout.generate, what `training ppo` does without a server (HF
            `generate` on the PEFT model, batches of 64, eos ends a response)
   server   training.rlhf.rollout_server.ServedPolicy.sample, what `--rollout-server` does: the
-           policy published once as a version, then one request per prompt, all in flight
+           policy published once as a version, then the batch in 4 requests (equal prompts
+           once, with `n`), unseeded
+  seeded   the same with `--rollout-seeded`: one request per prompt, each with its own seed
 Both run on the same cores, one after the other; tokens/s = response tokens / wall seconds of a
 batch, the median of `--repeats` batches after one warm-up batch each. The version's publish
 (save, load into the server) is timed apart: it happens once every `publish_every` steps.
@@ -36,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", default="32,128", help="rollout batch sizes (prompts per batch)")
     p.add_argument("--response-length", type=int, default=24)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--model", help="a base model directory instead of the demo's (e.g. the bench "
+                   "model, loadtests/results/assets/base), with the demo's prompts")
+    p.add_argument("--server-dtype", default="float32", help="the server's --dtype (the trainer's policy "
+                   "is float32): bfloat16 is how RL rollouts are usually served")
     p.add_argument("--out", default="loadtests/results/rollouts")
     return p.parse_args(argv)
 
@@ -82,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     out, demo = Path(args.out), Path(args.demo)
     out.mkdir(parents=True, exist_ok=True)
     data = demo_data.write_demo_preferences(demo / "data", seed=0)
-    base = build_starting_policy(demo, data["sft"], 300, 0)
+    base = Path(args.model) if args.model else build_starting_policy(demo, data["sft"], 300, 0)
     tok = AutoTokenizer.from_pretrained(base)
     splits = load_preferences(PreferenceDataConfig(train=str(data["train"]), template="chat"), tok, seed=0)
     prompt_ids = [tok(p).input_ids for p in PreferenceSplits.prompts(splits.train)]
     model = policy(base)
     sizes = [int(b) for b in args.batches.split(",")]
     rows = []
-    with started_server(base, out / "adapters", out / "trainer", out / "server.log", "--dtype", "float32") as url:
+    with started_server(base, out / "adapters", out / "trainer", out / "server.log",
+                         "--dtype", args.server_dtype) as url:
         served = ServedPolicy(url, out / "trainer" / "versions", "policy")
         started = time.perf_counter()
         served.publish(model, 1)
@@ -101,24 +108,29 @@ def main(argv: list[str] | None = None) -> int:
                 responses = generate(model, batch, tok.pad_token_id, tok.eos_token_id, args.response_length)
                 return sum(map(len, responses))
 
-            def on_server() -> int:
-                return sum(map(len, served.sample(batch, args.response_length, seed=int(time.time_ns()))[0]))
+            def on_server(seeded: bool) -> int:
+                seed = time.time_ns() if seeded else None
+                return sum(map(len, served.sample(batch, args.response_length, seed=seed)[0]))
 
-            trainer_s, trainer_tokens = timed(in_trainer, args.repeats)
-            server_s, server_tokens = timed(on_server, args.repeats)
-            row = {"batch": size, "trainer_tok_s": trainer_tokens / trainer_s, "server_tok_s": server_tokens / server_s,
-                   "trainer_s": trainer_s, "server_s": server_s, "trainer_tokens": trainer_tokens,
-                   "server_tokens": server_tokens}
-            row["speedup"] = row["server_tok_s"] / row["trainer_tok_s"]
+            row = {"batch": size}
+            for mode, fn in (("trainer", in_trainer), ("server", lambda: on_server(False)),
+                             ("seeded", lambda: on_server(True))):
+                seconds, tokens = timed(fn, args.repeats)
+                row[mode] = {"tok_s": tokens / seconds, "seconds": seconds, "tokens": tokens}
+            for mode in ("server", "seeded"):
+                row[mode]["speedup"] = row[mode]["tok_s"] / row["trainer"]["tok_s"]
             rows.append(row)
-            print(f"batch {size}: trainer {row['trainer_tok_s']:.0f} tok/s ({trainer_s:.2f} s), server "
-                  f"{row['server_tok_s']:.0f} tok/s ({server_s:.2f} s): {row['speedup']:.2f}x", flush=True)
+            print(f"batch {size}: " + ", ".join(f"{m} {row[m]['tok_s']:.0f} tok/s ({row[m]['seconds']:.2f} s)"
+                                                for m in ("trainer", "server", "seeded")), flush=True)
         served.close()
-    report = {"base": str(base), "response_length": args.response_length, "repeats": args.repeats,
+    report = {"base": str(base), "server_dtype": args.server_dtype, "response_length": args.response_length,
+              "repeats": args.repeats,
               "publish_s": publish_s, "threads": torch.get_num_threads(), "rows": rows}
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    lines = ["| rollout batch | trainer tok/s | server tok/s | speed-up |", "|---|---|---|---|"]
-    lines += [f"| {r['batch']} | {r['trainer_tok_s']:.0f} | {r['server_tok_s']:.0f} | {r['speedup']:.2f}x |"
+    lines = ["| rollout batch | trainer tok/s | server tok/s | speed-up | seeded tok/s | speed-up |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['trainer']['tok_s']:.0f} | {r['server']['tok_s']:.0f} | "
+              f"{r['server']['speedup']:.2f}x | {r['seeded']['tok_s']:.0f} | {r['seeded']['speedup']:.2f}x |"
               for r in rows]
     lines.append(f"\nPublishing a version (save + load into the server): {publish_s:.2f} s.")
     (out / "report.md").write_text("\n".join(lines) + "\n")

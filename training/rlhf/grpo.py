@@ -97,8 +97,11 @@ class ServerRollouts:
             self.served.publish(trainer.accelerator.unwrap_model(trainer.model), step + 1)
             self.published_at = step
         prompt_ids = trainer.processing_class(text=prompts)["input_ids"]
+        seed = self.seeds.getrandbits(63)
         completions, logprobs = self.served.sample(prompt_ids, self.rollout.response_length, self.rollout.temperature,
-                                                   self.rollout.greedy, self.seeds.getrandbits(63))
+                                                   self.rollout.greedy, seed if self.served.seeded else None)
+        # No sampled log-probabilities (None): TRL reads them only for vLLM's importance-sampling
+        # correction, which is off here; the trainer computes its own.
         return {"prompt_ids": prompt_ids, "completion_ids": completions, "logprobs": logprobs}
 
 

@@ -10,9 +10,11 @@ so any server that has both can be the rollout engine:
             then renamed into place), loaded with POST /v1/load_lora_adapter, and the version
             before it unloaded and deleted. The server must read that folder: it is one of its
             `--lora-roots`, on the same machine or a shared filesystem.
-  sample    POST /v1/completions, one per prompt (the token ids, `return_token_ids`, its own
-            63-bit seed, so that a group of equal prompts gets different samples and a run can be
-            repeated), all in flight at once so the server batches them; a response ends with
+  sample    POST /v1/completions with the prompts' token ids and `return_token_ids`, equal
+            prompts (a GRPO group) as one prompt with `n`, split over a few requests in flight at
+            once, unseeded: each sample independent. Seeded (`rollout_seeded`), each prompt is its
+            own request with its own 63-bit seed, so that a run repeats, at a cost: requests, not
+            tokens, are what a small model's rollouts spend (benchmarks.md). A response ends with
             its eos, as in-process generation cuts it.
   reference POST /v1/completions on the base model with `echo` and `logprobs: 0`: the log-
             probabilities of the response tokens after their prompt (OpenAI's prompt scoring).
@@ -59,8 +61,12 @@ class RolloutServerConfig:
     """Publish the policy as a new version every this many steps; rollouts in between come from
     the last version published (slightly off-policy; PPO's ratio is taken against the trainer's
     own log-probabilities)."""
-    rollout_requests: int = 64
-    """Most requests in flight at once (one per prompt when sampling): the server batches them."""
+    rollout_requests: int = 4
+    """Requests a rollout batch is split into, all in flight at once (the server batches them);
+    seeded, the most in flight (one per prompt)."""
+    rollout_seeded: bool = False
+    """Seed every prompt's sample (one request per prompt), so that a run repeats exactly;
+    unseeded, samples are independent draws of the server's generator."""
 
     def validate(self) -> None:
         if self.publish_every < 1 or self.rollout_requests < 1:
@@ -75,11 +81,12 @@ class ServedPolicy:
     """The policy as a running server serves it: publish versions, sample, score the reference."""
 
     def __init__(self, url: str, folder: Path, name: str, api_key: str | None = None,
-                 requests: int = 64, timeout: float = 600.0) -> None:
+                 requests: int = 4, seeded: bool = False, timeout: float = 600.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
-                                 limits=httpx.Limits(max_connections=requests, max_keepalive_connections=requests))
-        self.folder, self.name, self.requests = Path(folder), name, requests
+                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        # Absolute: the server reads a relative path as relative to its adapters directory.
+        self.folder, self.name, self.requests = Path(folder).resolve(), name, requests
         self.folder.mkdir(parents=True, exist_ok=True)
         models = self._call("GET", "/v1/models")["data"]
         if not models:
@@ -87,18 +94,28 @@ class ServedPolicy:
         self.base = models[0]["id"]  # vLLM's convention: the base model first
         self.version: str | None = None
         self.published = 0
+        self.seeded = seeded
+        """Whether the trainers seed each prompt's sample (RolloutServerConfig.rollout_seeded)."""
 
     @classmethod
     def from_config(cls, config: RolloutServerConfig, run_dir: Path, name: str) -> "ServedPolicy":
         folder = Path(config.rollout_publish_dir) if config.rollout_publish_dir else run_dir / "policy-versions"
         return cls(config.rollout_server, folder, name, os.environ.get(config.rollout_api_key_env) or None,
-                   config.rollout_requests)
+                   config.rollout_requests, config.rollout_seeded)
 
-    def _call(self, method: str, path: str, **kwargs):
-        try:
-            r = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RolloutServerError(f"rollout server {self.http.base_url}: {exc}") from exc
+    def _call(self, method: str, path: str, retries: int = 0, **kwargs):
+        """`retries`: times to resend a request that got no answer at all (a kept-alive connection
+        the server closed as it was reused); only for requests that may run twice."""
+        for attempt in range(retries + 1):
+            try:
+                r = self.http.request(method, path, **kwargs)
+                break
+            except (httpx.RemoteProtocolError, httpx.ConnectError) as exc:
+                if attempt == retries:
+                    raise RolloutServerError(f"rollout server {self.http.base_url}: {exc}") from exc
+                log.warning("rollout server: no answer to %s %s (%s); sending it again", method, path, exc)
+            except httpx.HTTPError as exc:
+                raise RolloutServerError(f"rollout server {self.http.base_url}: {exc}") from exc
         if r.status_code >= 400:
             raise RolloutServerError(f"rollout server {method} {path}: {r.status_code} {r.text[:500]}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
@@ -122,23 +139,54 @@ class ServedPolicy:
     def _complete(self, bodies: list[dict]) -> list[list[dict]]:
         """The choices of each completion request, sorted, with `requests` of them in flight."""
         def run(body: dict) -> list[dict]:
-            return sorted(self._call("POST", "/v1/completions", json=body)["choices"], key=lambda c: c["index"])
+            answer = self._call("POST", "/v1/completions", retries=2, json=body)
+            return sorted(answer["choices"], key=lambda c: c["index"])
 
-        with ThreadPoolExecutor(max(1, min(len(bodies), self.requests))) as pool:
+        with ThreadPoolExecutor(max(1, min(len(bodies), 64))) as pool:
             return list(pool.map(run, bodies))
 
-    def sample(self, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0,
-               greedy: bool = False, seed: int | None = None) -> tuple[list[list[int]], list[list[float]]]:
+    def sample(self, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0, greedy: bool = False,
+               seed: int | None = None, logprobs: bool = False) -> tuple[list[list[int]], list[list[float]] | None]:
         """Response token ids of the current version, one per prompt (ending with eos if one came),
-        and the log-probability of each token as it was sampled."""
+        and, if asked (it costs the server ~30% here), the log-probability of each token as it was
+        sampled. `seed`: one request per prompt, each seeded from it (a repeatable run); None:
+        batched, unseeded."""
         if self.version is None:
             raise RolloutServerError("no policy version is published yet")
-        seeds = random.Random(seed)
-        bodies = [{"model": self.version, "prompt": ids, "max_tokens": max_tokens, "top_p": 1.0,
-                   "temperature": 0.0 if greedy else temperature, "seed": seeds.getrandbits(63),
-                   "logprobs": 0, "return_token_ids": True} for ids in prompts]
-        choices = [c[0] for c in self._complete(bodies)]
-        return [c["token_ids"] for c in choices], [c["logprobs"]["token_logprobs"] for c in choices]
+        common = {"model": self.version, "max_tokens": max_tokens, "top_p": 1.0,
+                  "temperature": 0.0 if greedy else temperature, "return_token_ids": True,
+                  **({"logprobs": 0} if logprobs else {})}
+        if seed is not None:
+            seeds = random.Random(seed)
+            bodies = [{**common, "prompt": ids, "seed": seeds.getrandbits(63)} for ids in prompts]
+            choices = [c[0] for c in self._complete(bodies)]
+        else:
+            choices = self._batched(prompts, common)
+        return ([c["token_ids"] for c in choices],
+                [c["logprobs"]["token_logprobs"] for c in choices] if logprobs else None)
+
+    def _batched(self, prompts: list[list[int]], common: dict) -> list[dict]:
+        """One choice per prompt: equal prompts asked once with `n` (requests of equal `n`; not
+        greedy, where vLLM refuses n > 1), each request a share of the batch."""
+        where: dict[tuple[int, ...], list[int]] = {}
+        for i, ids in enumerate(prompts):
+            where.setdefault((i,) if common["temperature"] == 0 else tuple(ids), []).append(i)
+        by_n: dict[int, list[tuple[int, ...]]] = {}
+        for key, places in where.items():
+            by_n.setdefault(len(places), []).append(key)
+        bodies, asked = [], []
+        for n, keys in by_n.items():
+            size = -(-len(keys) // self.requests)
+            for start in range(0, len(keys), size):
+                chunk = keys[start:start + size]
+                bodies.append({**common, "prompt": [prompts[where[key][0]] for key in chunk], "n": n})
+                asked.append((chunk, n))
+        out: list[dict] = [{}] * len(prompts)
+        for (chunk, n), choices in zip(asked, self._complete(bodies)):
+            for c in choices:  # index = prompt's place in the request * n + sample
+                out[where[chunk[c["index"] // n]][c["index"] % n]] = c
+        assert all(out), "the server answered fewer choices than asked"
+        return out
 
     def reference_logprobs(self, prompts: list[list[int]], responses: list[list[int]]) -> list[list[float]]:
         """Log-probabilities of each response's tokens after its prompt, under the base model."""

@@ -73,15 +73,23 @@ def test_a_ppo_step_through_the_server_equals_the_in_process_step(tiny, server, 
     assert [p.name for p in served.folder.iterdir()] == [f"{served.name}-v2"]
 
 
-def test_each_prompt_of_a_group_gets_its_own_sample_and_a_seed_repeats_them(tiny, served):
+def test_samples_batched_or_seeded_each_prompt_its_own(tiny, served):
     policy = ppo(tiny).policy
     served.publish(policy, 1)
-    ids = AutoTokenizer.from_pretrained(tiny["base"])(PROMPTS[0]).input_ids
-    first, logprobs = served.sample([ids] * 4, 8, seed=7)
-    again, _ = served.sample([ids] * 4, 8, seed=7)
-    assert first == again
-    assert len({tuple(r) for r in first}) > 1  # not one sample copied four times
-    assert [len(lp) for lp in logprobs] == [len(r) for r in first]
+    tok = AutoTokenizer.from_pretrained(tiny["base"])
+    a, b, c = (tok(p).input_ids for p in PROMPTS)
+    batch = [a, b, a, c, a, b]
+    # Batched (equal prompts asked once with n) answers each prompt in its place: greedy, the
+    # same as one request per prompt.
+    batched, _ = served.sample(batch, 8, greedy=True)
+    one_by_one, _ = served.sample(batch, 8, greedy=True, seed=1)
+    assert batched == one_by_one and batched[0] != batched[1]
+    # A group of equal prompts gets different samples, batched or seeded; a seed repeats them.
+    for seed in (None, 7):
+        group, logprobs = served.sample([a] * 4, 8, seed=seed, logprobs=True)
+        assert len({tuple(r) for r in group}) > 1, seed
+        assert [len(lp) for lp in logprobs] == [len(r) for r in group]
+    assert served.sample([a] * 4, 8, seed=7)[0] == served.sample([a] * 4, 8, seed=7)[0]
 
 
 def test_server_refusals_are_named(tiny, server, served):

@@ -186,7 +186,8 @@ class PPOTrainer:
             responses = generate(self.policy, ids, tok.pad_token_id, tok.eos_token_id, cfg.response_length,
                                  sample=not cfg.greedy, temperature=cfg.temperature)
         else:
-            responses, _ = self.served.sample(ids, cfg.response_length, cfg.temperature, cfg.greedy, seed)
+            responses, _ = self.served.sample(ids, cfg.response_length, cfg.temperature, cfg.greedy,
+                                              seed if self.served.seeded else None)
         batch = pack(ids, responses, tok.pad_token_id).to(self.device)
         texts = tok.batch_decode([r for r in responses], skip_special_tokens=True)
         score = self.scorer.score(prompts, texts).to(self.device)
