@@ -53,15 +53,23 @@ class ServerConfig:
     last token, softmax; the checkpoint must hold `score.weight`). `auto`: `classify` for a
     *ForSequenceClassification checkpoint, `embed` otherwise."""
 
-    max_loras: int = 8
-    """How many different LoRA adapters can be in one running batch."""
+    max_loras: int | None = None
+    """How many different LoRA adapters can be in one running batch (the engine's adapter
+    slots; requests for more adapters than slots wait, and the batch shrinks). Default: on CPU,
+    as many as --lora-slots-gib holds (at most 256, and at most --max-cpu-loras); elsewhere 8.
+    The log names the number and why."""
+
+    lora_slots_gib: float = 1.0
+    """Memory for the engine's LoRA slots when --max-loras is not given (CPU): a slot of rank
+    --max-lora-rank on every projection and the output layer (the log gives its size)."""
 
     max_lora_rank: int = 16
     """Largest LoRA rank accepted; adapters above it are refused when loaded.
     vLLM allows 1, 8, 16, 32, 64, 128, 256, 320, 512."""
 
     max_cpu_loras: int | None = None
-    """How many LoRA adapters the engine keeps loaded in host memory (LRU). Default: max-loras."""
+    """How many LoRA adapters the engine keeps loaded in host memory (LRU), the slots' among
+    them. Default: the number of slots."""
 
     max_model_len: int | None = None
     """Context window in tokens (prompt, virtual tokens and completion). Default: the model's."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from vllm.config import StructuredOutputsConfig, VllmConfig
@@ -11,11 +12,33 @@ from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 
 from server import engine_env, engine_metrics, engine_passthrough, vllm_version
+from server import lora_slots as lora_slots_
 from server.config import ServerConfig
 from server.in_engine import lifeline, plugin, quantized_bases, soft_prompt_cache
 from server.in_engine.grammars import json_schema
 from server.in_engine.lora_ops import install as lora_ops_install
 from server.startup import model_info, prestart, trace
+
+log = logging.getLogger("server")
+
+
+def lora_slots(config: ServerConfig) -> lora_slots_.Slots:
+    """The engine's LoRA slots (`max_loras`): --max-loras, or sized from --lora-slots-gib."""
+    text_config = None
+    if config.max_loras is None and current_platform.is_cpu():
+        from transformers import AutoConfig
+
+        try:
+            text_config = AutoConfig.from_pretrained(
+                config.model, trust_remote_code=config.trust_remote_code).get_text_config()
+        except (OSError, ValueError):  # vLLM says what is wrong with the model, when it loads it
+            return lora_slots_.Slots(lora_slots_.DEFAULT_SLOTS_ELSEWHERE, None, "model config unreadable")
+    dtype = config.dtype
+    if dtype == "auto" and text_config is not None:
+        dtype = str(getattr(text_config, "dtype", None) or getattr(text_config, "torch_dtype", None)
+                    or "float32").removeprefix("torch.")
+    return lora_slots_.resolve(config.max_loras, config.lora_slots_gib, config.max_cpu_loras,
+                               current_platform.is_cpu(), text_config, config.max_lora_rank, dtype)
 
 
 def engine_args(config: ServerConfig) -> AsyncEngineArgs:
@@ -47,7 +70,7 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         max_logprobs=config.max_logprobs,
         trust_remote_code=config.trust_remote_code,
         enable_lora=True,
-        max_loras=config.max_loras,
+        max_loras=lora_slots(config).count,
         max_lora_rank=config.max_lora_rank,
         max_cpu_loras=config.max_cpu_loras,
         enable_prompt_embeds=soft_prompts,
@@ -177,6 +200,8 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
+    slots = lora_slots(config)
+    log.info("LoRA slots (adapters in one batch): %d, from %s", slots.count, slots.why)
     if current_platform.is_cpu():
         _refuse_eager_pipeline(vllm_config)
         _bind_cpu_workers(vllm_config)

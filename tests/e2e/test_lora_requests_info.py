@@ -12,7 +12,6 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.config import ServerConfig
 from tests.conftest import API_KEY
 
 LONG = {"model": "lora-b", "prompt": "go on and on", "max_tokens": 450, "ignore_eos": True,
@@ -44,7 +43,8 @@ def test_running_adapter_is_listed_under_its_client_name(http, server, client):
     latest = picked(during)
     assert latest is not None and "lora-b" in names(latest, "running")
     assert "lora-b" not in names(latest, "waiting")  # running only: one request, no preemption
-    assert latest["max_lora"] == str(ServerConfig.max_loras)  # the session server's --max-loras
+    slots = http.get("/server_info?config_format=json").json()["vllm_config"]["lora_config"]["max_loras"]
+    assert latest["max_lora"] == str(slots) == "32"  # sized from memory, capped by its --max-cpu-loras
     assert not [n for s in during for state in ("running", "waiting") for n in names(s, state)
                 if ENGINE_NAME.search(n)]
 

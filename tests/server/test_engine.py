@@ -144,3 +144,19 @@ def test_an_engine_arg_read_first_does_not_cost_lora_its_compiled_model(tiny, re
     config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256,
                           engine_arg=["max-parallel-loading-workers=2"])
     assert engine.prepare_engine(config).compilation_config.mode == CompilationMode.DYNAMO_TRACE_ONCE
+
+
+def test_lora_slots_are_sized_from_memory_on_cpu(tiny, restored_environment):
+    """Without --max-loras the CPU engine gets as many adapter slots as --lora-slots-gib holds,
+    never more than its LoRA cache (--max-cpu-loras) can back."""
+    config = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256)
+    slots = engine.lora_slots(config)
+    assert slots.count == 256 and "--lora-slots-gib 1" in slots.why  # a tiny model: the cap
+    assert engine.engine_config(config).lora_config.max_loras == 256
+    small = engine.lora_slots(ServerConfig(model=str(tiny["base"]), dtype="float32",
+                                           lora_slots_gib=4 * slots.slot_bytes / 2**30))
+    assert small.count == 4
+    capped = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256, max_cpu_loras=12)
+    assert engine.engine_config(capped).lora_config.max_loras == 12
+    given = ServerConfig(model=str(tiny["base"]), dtype="float32", max_model_len=256, max_loras=3)
+    assert engine.engine_config(given).lora_config.max_loras == 3
