@@ -215,6 +215,13 @@ class ServerConfig:
     """On SIGTERM: seconds in-flight requests get to finish while new ones are refused (503);
     those still running are then aborted (finish_reason "abort") and the server exits 0."""
 
+    keep_alive_timeout: float = 65.0
+    """Seconds an idle HTTP keep-alive connection stays open (uvicorn's default is 5). Longer
+    than clients' own idle expiry (httpx and the openai SDK: 5 s, load balancers: 60 s), so that
+    the client closes an idle connection, not the server: a connection the server closes just as
+    a client reuses it loses that request without an answer (httpx: "Server disconnected without
+    sending a response"; Locust: HTTP 0)."""
+
     exit_on_engine_death: bool = True
     """Exit with status 3 when the engine process dies (in-flight requests get a 503 first), so a
     supervisor restarts the server. Off: keep answering 503, for debugging."""

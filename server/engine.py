@@ -28,11 +28,13 @@ def lora_slots(config: ServerConfig) -> lora_slots_.Slots:
     if config.max_loras is None and current_platform.is_cpu():
         from transformers import AutoConfig
 
-        try:
+        try:  # a local directory or the hub cache: never a download (vLLM fetches what it needs)
             text_config = AutoConfig.from_pretrained(
-                config.model, trust_remote_code=config.trust_remote_code).get_text_config()
+                config.model, trust_remote_code=config.trust_remote_code,
+                local_files_only=True).get_text_config()
         except (OSError, ValueError):  # vLLM says what is wrong with the model, when it loads it
-            return lora_slots_.Slots(lora_slots_.DEFAULT_SLOTS_ELSEWHERE, None, "model config unreadable")
+            return lora_slots_.Slots(lora_slots_.DEFAULT_SLOTS_ELSEWHERE, None,
+                                     "the default: the model's config is not on disk yet")
     dtype = config.dtype
     if dtype == "auto" and text_config is not None:
         dtype = str(getattr(text_config, "dtype", None) or getattr(text_config, "torch_dtype", None)

@@ -55,6 +55,7 @@ class Server(uvicorn.Server):
 def uvicorn_config(app, state: ServerState) -> uvicorn.Config:
     config = state.config
     return uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
+                          timeout_keep_alive=config.keep_alive_timeout,
                           timeout_graceful_shutdown=config.shutdown_timeout + _ABORT_GRACE_SECONDS)
 
 

@@ -254,3 +254,16 @@ def test_request_deadline_is_504_and_aborts(http, server, client):
 def test_ready_and_health(http):
     assert http.get("/health").json() == {"status": "ok"}
     assert http.get("/ready").json() == {"status": "ready"}
+
+
+def test_an_idle_connection_stays_open_longer_than_clients_keep_it(server):
+    """A client that reuses a kept-alive connection after a pause (httpx, the openai SDK, a load
+    balancer) must find it open: a connection the server closes as it is reused loses a request
+    without an answer. uvicorn's default closes them after 5 s."""
+    def local_port(r: httpx.Response) -> int:
+        return r.extensions["network_stream"].get_extra_info("socket").getsockname()[1]
+
+    with httpx.Client(base_url=server.url, limits=httpx.Limits(keepalive_expiry=60)) as c:
+        first = local_port(c.get("/health"))
+        time.sleep(6)
+        assert local_port(c.get("/health")) == first  # the same connection, still open
