@@ -44,6 +44,9 @@ import httpx
 
 log = logging.getLogger("training")
 
+MAX_IN_FLIGHT = 64
+"""Most requests a trainer process has in flight (seeded rollouts: one per prompt)."""
+
 
 @dataclass
 class RolloutServerConfig:
@@ -62,8 +65,8 @@ class RolloutServerConfig:
     the last version published (slightly off-policy; PPO's ratio is taken against the trainer's
     own log-probabilities)."""
     rollout_requests: int = 4
-    """Requests a rollout batch is split into, all in flight at once (the server batches them);
-    seeded, the most in flight (one per prompt)."""
+    """Requests a rollout batch is split into, all in flight at once (the server batches them).
+    Seeded: one request per prompt, up to 64 in flight."""
     rollout_seeded: bool = False
     """Seed every prompt's sample (one request per prompt), so that a run repeats exactly;
     unseeded, samples are independent draws of the server's generator."""
@@ -84,7 +87,8 @@ class ServedPolicy:
                  requests: int = 4, seeded: bool = False, timeout: float = 600.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
-                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+                                 limits=httpx.Limits(max_connections=MAX_IN_FLIGHT,
+                                                     max_keepalive_connections=MAX_IN_FLIGHT))
         # Absolute: the server reads a relative path as relative to its adapters directory.
         self.folder, self.name, self.requests = Path(folder).resolve(), name, requests
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -94,8 +98,7 @@ class ServedPolicy:
         self.base = models[0]["id"]  # vLLM's convention: the base model first
         self.version: str | None = None
         self.published = 0
-        self.seeded = seeded
-        """Whether the trainers seed each prompt's sample (RolloutServerConfig.rollout_seeded)."""
+        self.seeded = seeded  # whether trainers seed each prompt's sample (rollout_seeded)
 
     @classmethod
     def from_config(cls, config: RolloutServerConfig, run_dir: Path, name: str) -> "ServedPolicy":
@@ -142,7 +145,7 @@ class ServedPolicy:
             answer = self._call("POST", "/v1/completions", retries=2, json=body)
             return sorted(answer["choices"], key=lambda c: c["index"])
 
-        with ThreadPoolExecutor(max(1, min(len(bodies), 64))) as pool:
+        with ThreadPoolExecutor(max(1, min(len(bodies), MAX_IN_FLIGHT))) as pool:
             return list(pool.map(run, bodies))
 
     def sample(self, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0, greedy: bool = False,
