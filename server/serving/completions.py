@@ -9,6 +9,7 @@ from vllm.outputs import CompletionOutput, RequestOutput
 
 from server.auth import FULL_ACCESS, Grant
 from server.errors import bad_request
+from server.in_engine.lora_ops import install as lora_ops
 from server.protocol.common import Usage
 from server.protocol.completions import CompletionChoice, CompletionRequest, CompletionResponse
 from server.serving import request_info, streaming, structured_outputs, targets
@@ -39,10 +40,11 @@ async def create_completion(
         if scores_prompt and target.num_virtual_tokens:
             raise bad_request("echo together with logprobs is not supported with a soft prompt "
                               "(its virtual tokens have no log-probabilities)", param="echo")
-        if scores_prompt and not state.config.fast_lora_ops:
-            # vLLM's own CPU LoRA ops crash the engine on it (server.in_engine.lora_ops.punica).
-            raise bad_request("echo together with logprobs needs the server's LoRA ops "
-                              "(started with --no-fast-lora-ops)", param="echo")
+        if scores_prompt and not lora_ops.scores_prompts(state.config.fast_lora_ops):
+            # vLLM's own LoRA ops crash the engine on it, or drop an lm_head adapter (vLLM #29955,
+            # #51594); ours apply each prompt token's adapter (server.in_engine.lora_ops.punica).
+            raise bad_request("echo together with logprobs needs this server's CPU LoRA ops "
+                              "(not with --no-fast-lora-ops, nor on GPU yet: vLLM #29955)", param="echo")
         prompts = await renderer.completion_prompts(
             request.prompt, target.apply_template if request.use_adapter_template else None)
         virtual = target.num_virtual_tokens

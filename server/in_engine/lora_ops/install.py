@@ -35,6 +35,14 @@ def enabled() -> bool:
     return os.environ.get(ENABLE_ENV) == "1"
 
 
+def scores_prompts(fast_lora_ops: bool) -> bool:
+    """Whether prompt log-probabilities (echo + logprobs) are right with LoRA enabled: only with
+    our ops on CPU (3. above); vLLM's crash on CPU and drop an lm_head adapter on GPU."""
+    from vllm.platforms import current_platform
+
+    return fast_lora_ops and current_platform.is_cpu()
+
+
 def install() -> bool:
     """Patch the CPU platform's punica wrapper and compilation rule; returns whether it did."""
     from vllm.platforms import current_platform

@@ -61,3 +61,14 @@ def test_lora_keeps_the_model_compiled(platform_class, tiny):
     assert compiled == CompilationMode.DYNAMO_TRACE_ONCE
     assert compilation_mode(model, enable_lora=True) == compiled
     assert compilation_mode(model, enable_lora=True, enforce_eager=True) == CompilationMode.NONE
+
+
+def test_prompts_are_scored_only_with_our_ops_on_cpu(monkeypatch):
+    from vllm.platforms import current_platform
+
+    from server.in_engine.lora_ops.install import scores_prompts
+
+    assert current_platform.is_cpu()  # the suite's engine
+    assert scores_prompts(True) and not scores_prompts(False)
+    monkeypatch.setattr(type(current_platform), "is_cpu", lambda self: False)
+    assert not scores_prompts(True)  # vLLM's GPU kernels drop an lm_head adapter (vLLM #51594)
