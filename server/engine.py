@@ -43,7 +43,9 @@ def lora_slots(config: ServerConfig) -> lora_slots_.Slots:
                                current_platform.is_cpu(), text_config, config.max_lora_rank, dtype)
 
 
-def engine_args(config: ServerConfig) -> AsyncEngineArgs:
+def engine_args(config: ServerConfig, max_loras: int | None = None) -> AsyncEngineArgs:
+    """`max_loras`: the slots already resolved (`lora_slots`), so that start-up reads the model's
+    config for them once."""
     soft_prompts = config.serves_soft_prompts
     kv_gib = config.kv_cache_gib
     if kv_gib is None and current_platform.is_cpu():
@@ -72,7 +74,7 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
         max_logprobs=config.max_logprobs,
         trust_remote_code=config.trust_remote_code,
         enable_lora=True,
-        max_loras=lora_slots(config).count,
+        max_loras=max_loras if max_loras is not None else lora_slots(config).count,
         max_lora_rank=config.max_lora_rank,
         max_cpu_loras=config.max_cpu_loras,
         enable_prompt_embeds=soft_prompts,
@@ -87,7 +89,10 @@ def engine_args(config: ServerConfig) -> AsyncEngineArgs:
 
 
 def engine_config(config: ServerConfig) -> VllmConfig:
-    vllm_config: VllmConfig = engine_args(config).create_engine_config(UsageContext.OPENAI_API_SERVER)
+    slots = lora_slots(config)
+    log.info("LoRA slots (adapters in one batch): %d, from %s", slots.count, slots.why)
+    vllm_config: VllmConfig = engine_args(config, slots.count).create_engine_config(
+        UsageContext.OPENAI_API_SERVER)
     scheduler = vllm_config.scheduler_config
     if config.max_queued_requests is not None:
         # vLLM's limit counts running and waiting requests alike; ours counts the waiting ones.
@@ -202,8 +207,6 @@ def prepare_engine(config: ServerConfig) -> VllmConfig:
     model_info.install()
     with trace.phase("engine config"):
         vllm_config = engine_config(config)
-    slots = lora_slots(config)
-    log.info("LoRA slots (adapters in one batch): %d, from %s", slots.count, slots.why)
     if current_platform.is_cpu():
         _refuse_eager_pipeline(vllm_config)
         _bind_cpu_workers(vllm_config)
@@ -216,7 +219,7 @@ def start_engine(config: ServerConfig) -> AsyncLLM:
     """Start the engine (the engine-core process: spawned, or the prestarted one; seconds to
     tens of seconds for a small model)."""
     vllm_config = prepare_engine(config)
-    args = engine_args(config)
+    args = engine_args(config, vllm_config.lora_config.max_loras)
     prestart.install()
     try:
         return AsyncLLM.from_vllm_config(vllm_config,

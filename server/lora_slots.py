@@ -15,10 +15,7 @@ in the engine core's RSS against 2.4 MiB estimated here (vLLM's own buffers besi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-
-log = logging.getLogger("server")
 
 MAX_AUTO_SLOTS = 256
 """vLLM's CPU default `max_num_seqs` (and a batch cannot hold more distinct adapters than
