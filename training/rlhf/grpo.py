@@ -83,19 +83,16 @@ class RewardModelReward:
 
 class ServerRollouts:
     """TRL's `rollout_func`: GRPO's responses from a rollout server, the policy published to it as
-    a new version at the first step and every `publish_every` steps after. TRL hands it each
-    process's prompts already repeated `num_generations` times; each gets its own sample."""
+    a new version when one is due (`ServedPolicy.sync`). TRL hands it each process's prompts
+    already repeated `num_generations` times; each gets its own sample."""
 
-    def __init__(self, served: ServedPolicy, rollout: RolloutConfig, publish_every: int, seed: int) -> None:
-        self.served, self.rollout, self.publish_every = served, rollout, publish_every
+    def __init__(self, served: ServedPolicy, rollout: RolloutConfig, seed: int) -> None:
+        self.served, self.rollout = served, rollout
         self.seeds = random.Random(seed)
-        self.published_at: int | None = None
 
     def __call__(self, prompts: list[str], trainer) -> dict:
-        step = trainer.state.global_step
-        if self.published_at is None or step - self.published_at >= self.publish_every:
-            self.served.publish(trainer.accelerator.unwrap_model(trainer.model), step + 1)
-            self.published_at = step
+        # Version N holds the weights after N - 1 optimiser steps.
+        self.served.sync(trainer.accelerator.unwrap_model(trainer.model), trainer.state.global_step + 1)
         prompt_ids = trainer.processing_class(text=prompts)["input_ids"]
         seed = self.seeds.getrandbits(63)
         completions, logprobs = self.served.sample(prompt_ids, self.rollout.response_length, self.rollout.temperature,
@@ -132,7 +129,7 @@ def train_grpo(recipe: Recipe) -> dict:
         if server.rollout_server else None
     trainer = GRPOTrainer(model=load_policy_base(recipe.model.base, training_dtype(recipe)), reward_funcs=[reward],
                           args=args, train_dataset=prompts, processing_class=tokenizer, peft_config=policy_lora(recipe),
-                          rollout_func=ServerRollouts(served, r, server.publish_every, recipe.train.seed)
+                          rollout_func=ServerRollouts(served, r, recipe.train.seed)
                           if served is not None else None)
     started = time.monotonic()
     try:

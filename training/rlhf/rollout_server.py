@@ -84,7 +84,8 @@ class ServedPolicy:
     """The policy as a running server serves it: publish versions, sample, score the reference."""
 
     def __init__(self, url: str, folder: Path, name: str, api_key: str | None = None,
-                 requests: int = 4, seeded: bool = False, timeout: float = 600.0) -> None:
+                 requests: int = 4, seeded: bool = False, publish_every: int = 1,
+                 timeout: float = 600.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
                                  limits=httpx.Limits(max_connections=MAX_IN_FLIGHT,
@@ -99,12 +100,14 @@ class ServedPolicy:
         self.version: str | None = None
         self.published = 0
         self.seeded = seeded  # whether trainers seed each prompt's sample (rollout_seeded)
+        self.publish_every = publish_every
+        self._synced_at: int | None = None  # the step of the version now served
 
     @classmethod
     def from_config(cls, config: RolloutServerConfig, run_dir: Path, name: str) -> "ServedPolicy":
         folder = Path(config.rollout_publish_dir) if config.rollout_publish_dir else run_dir / "policy-versions"
         return cls(config.rollout_server, folder, name, os.environ.get(config.rollout_api_key_env) or None,
-                   config.rollout_requests, config.rollout_seeded)
+                   config.rollout_requests, config.rollout_seeded, config.publish_every)
 
     def _call(self, method: str, path: str, retries: int = 0, **kwargs):
         """`retries`: times to resend a request that got no answer at all (a kept-alive connection
@@ -122,6 +125,19 @@ class ServedPolicy:
         if r.status_code >= 400:
             raise RolloutServerError(f"rollout server {method} {path}: {r.status_code} {r.text[:500]}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+    def sync(self, model, step: int, write: bool = True) -> bool:
+        """At the first step and every `publish_every` steps after, serve `model` as version
+        `step`: publish it (`write`), or, in a process beside the one that does, only follow the
+        version's name. Returns whether the version changed."""
+        if self._synced_at is not None and step - self._synced_at < self.publish_every:
+            return False
+        if write:
+            self.publish(model, step)
+        else:
+            self.version = f"{self.name}-v{step}"
+        self._synced_at = step
+        return True
 
     def publish(self, model, step: int) -> str:
         """Save `model`'s adapter (a PeftModel) as version `step`, load it, drop the one before."""

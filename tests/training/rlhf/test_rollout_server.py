@@ -101,3 +101,19 @@ def test_server_refusals_are_named(tiny, server, served):
     with pytest.raises(ValueError, match="temperature 1.0"):
         PPOTrainer(ppo(tiny).policy, AutoTokenizer.from_pretrained(tiny["base"]), LengthScorer(), PROMPTS,
                    PPOOptions(), RolloutConfig(temperature=0.7), learning_rate=1e-3, batch_size=2, served=served)
+
+
+def test_a_version_is_served_at_the_first_step_and_every_publish_every_after():
+    def policy(publish_every: int) -> ServedPolicy:
+        served = ServedPolicy.__new__(ServedPolicy)  # no server: only the cadence is under test
+        served.name, served.version, served.publish_every, served._synced_at = "p", None, publish_every, None
+        served.published_steps = []
+        served.publish = lambda model, step: served.published_steps.append(step)
+        return served
+
+    writer, follower = policy(3), policy(3)
+    changed = [writer.sync(None, step) for step in range(1, 9)]
+    assert writer.published_steps == [1, 4, 7] and changed == [s in (1, 4, 7) for s in range(1, 9)]
+    for step in range(1, 6):
+        follower.sync(None, step, write=False)  # a process beside the publisher only follows
+    assert follower.published_steps == [] and follower.version == "p-v4"

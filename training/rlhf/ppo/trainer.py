@@ -135,16 +135,15 @@ class PPOTrainer:
 
     `policy` and `value_head` are the plain modules (generation, the adapter-disabled reference,
     saving); the optimisation step runs through their DDP wrappers, which all-reduce gradients.
-    `served`: the policy on a rollout server, which then samples and scores the reference;
-    `publish_every`: iterations between the versions published to it."""
+    `served`: the policy on a rollout server, which then samples and scores the reference."""
 
     def __init__(self, policy, tokenizer, scorer, prompts: list[str], opts: PPOOptions, rollout: RolloutConfig,
                  learning_rate: float, batch_size: int, max_grad_norm: float = 1.0, seed: int = 0,
-                 accelerator=None, served: ServedPolicy | None = None, publish_every: int = 1) -> None:
+                 accelerator=None, served: ServedPolicy | None = None) -> None:
         if served is not None and rollout.temperature != 1.0:
             raise ValueError("rollouts through a server sample at rollout.temperature 1.0: the server's reference "
                              "log-probabilities are the base model's own, at temperature 1")
-        self.served, self.publish_every, self.iteration = served, publish_every, 0
+        self.served, self.iteration = served, 0
         self.accelerator = acc = accelerator or ppo_accelerator()
         self.tokenizer, self.scorer = tokenizer, scorer
         self.prompts = prompts
@@ -242,21 +241,13 @@ class PPOTrainer:
                     stats["entropy"].append(maths.masked_mean(maths.entropy_from_logits(logits), mask).item())
         return {k: self.mean_over_processes(sum(v) / len(v)) for k, v in stats.items()}
 
-    def publish_if_due(self) -> None:
-        """The current policy to the rollout server at every `publish_every`-th iteration (the
-        first included); the main process writes it, every process then samples from it."""
-        if self.served is None or (self.iteration - 1) % self.publish_every:
-            return
-        if self.accelerator.is_main_process:
-            self.served.publish(self.policy, self.iteration)
-        else:
-            self.served.version = f"{self.served.name}-v{self.iteration}"
-        self.accelerator.wait_for_everyone()
-
     def step(self) -> dict[str, float]:
         """One iteration; the statistics are means over every process's rollouts (the same everywhere)."""
         self.iteration += 1
-        self.publish_if_due()
+        # The main process publishes the policy when a version is due; every process samples it.
+        if self.served is not None and self.served.sync(self.policy, self.iteration,
+                                                        write=self.accelerator.is_main_process):
+            self.accelerator.wait_for_everyone()
         ro = self.collect()
         kl_per_response = self.mean_over_processes(ro.kl.sum(-1).mean())
         beta = self.kl_ctl.value
@@ -288,7 +279,7 @@ def train_ppo(recipe: Recipe) -> dict:
         if server.rollout_server else None
     trainer = PPOTrainer(policy, tokenizer, scorer, PreferenceSplits.prompts(data.train), recipe.ppo, recipe.rollout,
                          t.learning_rate, t.batch_size, t.max_grad_norm, t.seed, ppo_accelerator(autocast_bf16(recipe)),
-                         served, server.publish_every)
+                         served)
     main = trainer.accelerator.is_main_process
     iterations = t.max_steps if t.max_steps > 0 else 100
     history, started = [], time.monotonic()
