@@ -41,27 +41,18 @@ def echoed_logprobs(
     completion: CompletionLogprobs,
 ) -> CompletionLogprobs:
     """`completion` after the logprobs of the prompt's own tokens, as OpenAI's legacy completions
-    give them with `echo`: the first token has no context, so its logprob and top are null."""
-    out = CompletionLogprobs()
-    offset = 0
-    for token_id, position in zip(prompt_ids, positions):
-        if position is None:
-            text = tokenizer.decode([token_id])
-            out.token_logprobs.append(None)
-            out.top_logprobs.append(None)
-        else:
-            chosen = completion_logprobs([token_id], [position], k, tokenizer, offset)
-            text = chosen.tokens[0]
-            out.token_logprobs += chosen.token_logprobs
-            out.top_logprobs += chosen.top_logprobs
-        out.tokens.append(text)
-        out.text_offset.append(offset)
-        offset += len(text)
-    out.tokens += completion.tokens
-    out.token_logprobs += completion.token_logprobs
-    out.top_logprobs += completion.top_logprobs
-    out.text_offset += [offset + o for o in completion.text_offset]
-    return out
+    give them with `echo`: the first token has no context (vLLM's position is None), so its
+    logprob and top are null."""
+    if not positions:
+        return completion
+    first = tokenizer.decode(prompt_ids[:1])
+    scored = completion_logprobs(prompt_ids[1:], positions[1:], k, tokenizer, offset=len(first))
+    end = len(first) + sum(map(len, scored.tokens))
+    return CompletionLogprobs(
+        tokens=[first, *scored.tokens, *completion.tokens],
+        token_logprobs=[None, *scored.token_logprobs, *completion.token_logprobs],
+        top_logprobs=[None, *scored.top_logprobs, *completion.top_logprobs],
+        text_offset=[0, *scored.text_offset, *(end + o for o in completion.text_offset)])
 
 
 def chat_logprobs(
