@@ -4,15 +4,21 @@
     .venv/bin/python -m loadtests.bench                              # concurrency 1, 4, 16, 32; 5 s + 20 s cells
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads base,lora-8 --concurrency 16
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-8,lora-48 --max-loras 4
+    .venv/bin/python -m loadtests.bench --contenders ours --workloads lora-8,lora-256,lora-1000 --max-loras default
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-1,cold
 
-Two workloads are not run by default:
-- `lora-48`: round robin over 48 LoRAs (the extra 40 are built under --assets on first use).
-  Run it with `--max-loras` below 48 so that the engines swap adapters (the intended run:
-  `--workloads lora-8,lora-48 --max-loras 4`); the report gives "48-LoRA mix vs 8-LoRA mix"
-  (tokens/s, TTFT p50) per contender from the same run. --max-cpu-loras (default: --max-loras,
-  both servers' own default) sizes the engines' host-memory LoRA cache, the same on ours and
-  stock vLLM: by default a swapped-out LoRA is reloaded from disk. To set lora-48 against lora-8
+Two kinds of workload are not run by default:
+- `lora-N`, any N above 8 (`lora-48`, `lora-256`, `lora-1000`, ...): round robin over N rank-16
+  LoRAs lora-0..N-1 (the extra ones are built under --assets on first use, for the largest N of
+  the run). Run it with fewer engine slots than N so that the engines swap adapters (e.g.
+  `--workloads lora-8,lora-48 --max-loras 4`); the report gives an "N-LoRA mix vs 8-LoRA mix"
+  table (tokens/s, TTFT p50) per contender and lora-N from the same run. --max-cpu-loras
+  (default: --max-loras, both servers' own default) sizes the engines' host-memory LoRA cache,
+  the same on ours and stock vLLM: by default a swapped-out LoRA is reloaded from disk. With
+  `--max-loras default` (or `auto`) ours gets neither flag and sizes its slots itself (from
+  memory on CPU, up to 256; 8 elsewhere), while stock vLLM, which sizes nothing, gets
+  --max-loras 8 --max-cpu-loras 8: how each server copes with hundreds of adapters out of the
+  box (e.g. `--workloads lora-8,lora-256,lora-1000 --max-loras default`). To set lora-N against lora-8
   at the default --max-loras 8 of another run: `python -m loadtests.bench.report
   RUN/results.json --lora-8-from OTHER_RUN/results.json`.
 - `cold`: every request names an adapter the server has never seen (cold-<run>-<n>, a copy of
@@ -41,18 +47,38 @@ import time
 from pathlib import Path
 
 from loadtests.bench import report
-from loadtests.bench.assets import ensure_assets, ensure_many_loras
+from loadtests.bench.assets import NUM_LORAS, ensure_assets, ensure_many_loras
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import QueueSample, run_cell, summarize
 from loadtests.bench.ours import Ours, OursMultiprocess, OursSpawned
 from loadtests.bench.procs import CpuSplit, ServerProcess, free_port, install_cleanup, stop_all
-from loadtests.bench.stock_vllm import StockVLLM, StockVLLMNoLoRA
-from loadtests.bench.workloads import JSON_SCHEMA, MANY_LORAS, MAX_TOKENS, WORKLOAD_NAMES, workloads
+from loadtests.bench.stock_vllm import DEFAULT_MAX_LORAS, StockVLLM, StockVLLMNoLoRA
+from loadtests.bench.workloads import (
+    JSON_SCHEMA,
+    MAX_TOKENS,
+    WORKLOAD_NAMES,
+    is_workload,
+    many_loras,
+    most_loras,
+    supported,
+    workloads,
+)
 
 CONTENDERS: dict[str, type[Contender]] = {c.name: c for c in (Ours, OursMultiprocess, OursSpawned, StockVLLM,
                                                                 StockVLLMNoLoRA, HFPeft)}
 RESULTS = Path("loadtests/results")
+SERVER_DEFAULT = "default"  # --max-loras default (or auto), as results.json records it
+
+
+def max_loras_arg(value: str) -> int | None:
+    """--max-loras: a count, or `default`/`auto` (None): each server's own LoRA sizing."""
+    if value in (SERVER_DEFAULT, "auto"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, `default` or `auto`, not {value!r}") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,14 +90,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, among {', '.join(CONTENDERS)}")
     p.add_argument("--workloads", default="base,lora-1,lora-8,soft",
                    help=f"comma-separated, among {', '.join(WORKLOAD_NAMES)} (json: response_format "
-                        "json_schema on the base model, ours and stock-vllm only; lora-48: 48 LoRAs round "
-                        "robin, use with --max-loras < 48; cold: a never-seen adapter per request, use "
-                        "with lora-1; none of the three run by default)")
-    p.add_argument("--max-loras", type=int, default=8,
-                   help="LoRAs per batch (engine adapter slots) of ours and stock vLLM (default 8)")
+                        "json_schema on the base model, ours and stock-vllm only; lora-N, any N > "
+                        f"{NUM_LORAS}: N LoRAs round robin, ours and stock-vllm only, use with fewer "
+                        "engine slots than N, e.g. lora-256,lora-1000 with --max-loras default; cold: a "
+                        "never-seen adapter per request, use with lora-1; none of these run by default)")
+    p.add_argument("--max-loras", type=max_loras_arg, default=8,
+                   help="LoRAs per batch (engine adapter slots) of ours and stock vLLM (default 8); "
+                        "`default` or `auto`: ours without --max-loras/--max-cpu-loras (it sizes its "
+                        f"slots itself), stock vLLM with --max-loras {DEFAULT_MAX_LORAS} "
+                        f"--max-cpu-loras {DEFAULT_MAX_LORAS}")
     p.add_argument("--max-cpu-loras", type=int, default=None,
                    help="LoRAs kept in host memory by ours and stock vLLM (default: --max-loras, "
-                        "both servers' default; evicted ones reload from disk)")
+                        "both servers' default; evicted ones reload from disk; needs a number of "
+                        "--max-loras)")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
                    help="engine dtype of ours and stock vLLM (float32 on CPUs without native bfloat16)")
     p.add_argument("--concurrency", default=None, help="comma-separated stream counts (default 1,4,16,32)")
@@ -86,16 +117,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 5.0)
     args.duration = args.duration if args.duration is not None else (12.0 if args.quick else 20.0)
     args.contenders = args.contenders.split(",")
-    args.workloads = args.workloads.split(",")
+    args.workloads = list(dict.fromkeys(args.workloads.split(",")))  # once each: a cell per name
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
         p.error(f"unknown contenders: {', '.join(sorted(unknown))}")
-    unknown = set(args.workloads) - set(WORKLOAD_NAMES)
+    unknown = [w for w in args.workloads if not is_workload(w)]
     if unknown:
-        p.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-    args.max_cpu_loras = args.max_cpu_loras or args.max_loras
-    if args.max_loras < 1 or args.max_cpu_loras < args.max_loras:
-        p.error("need 1 <= --max-loras <= --max-cpu-loras")
+        p.error(f"unknown workloads: {', '.join(unknown)} (lora-N needs N > {NUM_LORAS})")
+    if args.max_loras is None:
+        if args.max_cpu_loras is not None:
+            p.error("--max-cpu-loras needs a number of --max-loras (with `default`, each server sizes both)")
+    else:
+        args.max_cpu_loras = args.max_cpu_loras or args.max_loras
+        if args.max_loras < 1 or args.max_cpu_loras < args.max_loras:
+            p.error("need 1 <= --max-loras <= --max-cpu-loras")
     args.out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     return args
 
@@ -142,7 +177,7 @@ def measure(contender: Contender, server: ServerProcess, workload: str, conc: in
                              "round": round_ + 1, "peak_rss_bytes": server.window_peak_rss,
                              "stats": stats.to_dict()})
     save()
-    print(f"{contender.name:18s} {workload:7s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
+    print(f"{contender.name:18s} {workload:9s} c={conc:<3d} {stats.tokens_per_s:8.1f} tok/s "
           f"{stats.requests_per_s:6.2f} req/s  TTFT p50 {stats.ttft_p50_ms or 0:8.1f} ms  "
           f"errors {stats.errors}  short {stats.short_outputs}  tokens/req {stats.output_tokens_mean or 0:.1f}"
           + (f"  running {stats.running_mean:.1f} waiting {stats.waiting_mean:.1f}"
@@ -217,10 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"assets: {args.assets} (building on first use)", flush=True)
     assets = ensure_assets(args.assets)
-    if "lora-48" in args.workloads:
-        print(f"assets: {MANY_LORAS} LoRAs (building the missing ones)", flush=True)
-        ensure_many_loras(assets, MANY_LORAS)
-    all_workloads = workloads(assets)
+    most = most_loras(args.workloads)
+    if most:  # the smaller lora-N use the first of them
+        print(f"assets: {most} LoRAs (building the missing ones)", flush=True)
+        ensure_many_loras(assets, most)
+    all_workloads = workloads(assets, args.workloads)
     results = {
         "command": shlex.join([".venv/bin/python", "-m", "loadtests.bench", *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -228,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
                    f"{os.getloadavg()[0]:.1f}",
         "contenders": args.contenders, "workloads": args.workloads, "concurrency": args.concurrency,
         "warmup_s": args.warmup, "duration_s": args.duration, "max_tokens": MAX_TOKENS, "rounds": args.rounds,
-        "max_loras": args.max_loras, "max_cpu_loras": args.max_cpu_loras,
+        "max_loras": SERVER_DEFAULT if args.max_loras is None else args.max_loras,
+        "max_cpu_loras": SERVER_DEFAULT if args.max_cpu_loras is None else args.max_cpu_loras,
         "descriptions": {n: CONTENDERS[n].description for n in args.contenders},
         "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
     }
@@ -239,10 +276,19 @@ def main(argv: list[str] | None = None) -> None:
                                 f"EOS = {MAX_TOKENS} tokens), no ignore_eos; both servers in their default "
                                 f"structured-output configuration (a top-level string has no JSON whitespace)")
 
-    if "lora-48" in args.workloads:
-        results["notes"].append(f"lora-48 workload: {MANY_LORAS} rank-16 LoRAs round robin, ours and stock vLLM "
-                                f"with --max-loras {args.max_loras} --max-cpu-loras {args.max_cpu_loras}"
-                                + (" (no swapping: --max-loras >= 48)" if args.max_loras >= MANY_LORAS else ""))
+    if args.max_loras is None:
+        results["notes"].append(f"--max-loras {SERVER_DEFAULT}: ours runs without --max-loras and --max-cpu-loras "
+                                f"(it sizes its LoRA slots itself, from memory on CPU: its log gives the number); "
+                                f"stock vLLM, which has no such sizing (its own default is 1 slot), runs with "
+                                f"--max-loras {DEFAULT_MAX_LORAS} --max-cpu-loras {DEFAULT_MAX_LORAS}")
+
+    for name in args.workloads:
+        n = many_loras(name)
+        if n:
+            results["notes"].append(
+                f"{name} workload: {n} rank-16 LoRAs round robin (lora-0..lora-{n - 1}), ours and stock vLLM "
+                f"with {report.loras_flags(results)}"
+                + (f" (no swapping: --max-loras >= {n})" if (args.max_loras or 0) >= n else ""))
 
     def save() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
@@ -252,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         contenders = [CONTENDERS[name](assets, args.dtype, args.max_loras, args.max_cpu_loras)
                       for name in args.contenders]
         for contender in contenders:  # only this run's workloads (prepare() readies no others)
-            contender.workloads = tuple(w for w in contender.workloads if w in args.workloads)
+            contender.workloads = supported(contender.workloads, args.workloads)
         run = run_in_turn if args.rounds == 1 else run_interleaved
         run(contenders, args, all_workloads, results, save, failed)
     except KeyboardInterrupt:

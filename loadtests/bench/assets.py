@@ -4,7 +4,7 @@ Layout under `root`:
     base/                 ~26M-param Llama (training.tiny spec "bench"), bfloat16
     adapters/lora-0..7/   rank-16 LoRA on all linear layers (seeds 1..8)
     adapters/soft-0/      prompt tuning, 16 virtual tokens
-    more-loras/lora-8..N-1/  the `lora-48` workload's extra rank-16 LoRAs (seeds 9..N), built on
+    more-loras/lora-8..N-1/  the `lora-N` workloads' extra rank-16 LoRAs (seeds 9..N), built on
                           first use by ensure_many_loras(), outside adapters/ so that the other
                           workloads and contenders (hf-peft loads every adapter of its folder)
                           see the same 8 LoRAs as before

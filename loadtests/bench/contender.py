@@ -15,9 +15,17 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.bench.assets import BASE_NAME, BenchAssets
+from loadtests.bench.assets import BASE_NAME, BenchAssets, lora_names
 from loadtests.bench.procs import ServerProcess
-from loadtests.bench.workloads import JSON_SCHEMA, MAX_TOKENS, Target, prompt, response_format
+from loadtests.bench.workloads import (
+    JSON_SCHEMA,
+    MAX_TOKENS,
+    WORKLOAD_NAMES,
+    Target,
+    most_loras,
+    prompt,
+    response_format,
+)
 
 PYTHON = sys.executable
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what a copied adapter needs
@@ -52,20 +60,24 @@ class Contender:
     name: str = ""
     """Short id used in tables and plots."""
     description: str = ""
-    workloads: tuple[str, ...] = ("base", "lora-1", "lora-8", "soft", "json", "lora-48", "cold")
-    """Workloads this contender runs."""
+    workloads: tuple[str, ...] = WORKLOAD_NAMES
+    """Workloads this contender runs, among WORKLOAD_NAMES (MANY: every `lora-N`, see
+    workloads.family). The harness narrows it to the run's own names, `lora-N` ones included, so
+    that prepare() readies only those (e.g. the LoRAs of the largest `lora-N`)."""
 
-    def __init__(self, assets: BenchAssets, dtype: str = "bfloat16", max_loras: int = 8,
+    def __init__(self, assets: BenchAssets, dtype: str = "bfloat16", max_loras: int | None = 8,
                  max_cpu_loras: int | None = None) -> None:
         self.assets = assets
         self.dtype = dtype
         """The engine's dtype (--dtype of the bench): bfloat16, or float32 where the CPU has no
         native bfloat16 (AVX2-only: bfloat16 matmuls are emulated, 10x slower)."""
         self.max_loras = max_loras
-        """LoRAs in one running batch (the engine's adapter slots; --max-loras of the bench)."""
+        """LoRAs in one running batch (the engine's adapter slots; --max-loras of the bench).
+        None (`--max-loras default`): the server's own default, which for ours is sized from
+        memory and for stock vLLM, which sizes nothing, is stock_vllm.DEFAULT_MAX_LORAS."""
         self.max_cpu_loras = max_cpu_loras or max_loras
         """LoRAs the engine keeps in host memory (LRU; --max-cpu-loras of the bench, default
-        max_loras as both servers' own default)."""
+        max_loras as both servers' own default; None with max_loras None)."""
         self.notes: list[str] = []  # what the report should say about this contender's run
         self._workdir: Path | None = None
         self._cold_ids = itertools.count()
@@ -89,6 +101,12 @@ class Contender:
         """A name no server of this run has seen: cold-<run id>-<n>, n counting over all of this
         contender's cells and rounds."""
         return f"cold-{self._run_id}-{next(self._cold_ids)}"
+
+    def loras(self) -> list[str]:
+        """The LoRAs this contender's workloads use, to serve and load before the cells: the
+        largest `lora-N`'s (a smaller `lora-N` uses its first ones), else the assets' own."""
+        n = most_loras(self.workloads)
+        return lora_names(n) if n else self.assets.loras
 
     def start(self, port: int, log: Path) -> ServerProcess:
         raise NotImplementedError

@@ -1,9 +1,9 @@
 """Contender 1: this server (`python -m server`), with the bench adapters in its adapter folder.
 
-With the `lora-48` or `cold` workload it serves a writable copy of that folder (in its scratch
-folder, removed afterwards): `lora-48` adds the extra LoRAs, `cold` publishes a new adapter into it
-before each request. Copies, not symlinks: the server refuses files that resolve outside its
-adapters folder (adapter_formats/paths.py).
+With a `lora-N` or the `cold` workload it serves a writable copy of that folder (in its scratch
+folder, removed afterwards): `lora-N` adds the extra LoRAs (up to the run's largest N), `cold`
+publishes a new adapter into it before each request. Copies, not symlinks: the server refuses
+files that resolve outside its adapters folder (adapter_formats/paths.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import shutil
 from functools import partial
 from pathlib import Path
 
-from loadtests.bench.assets import BASE_NAME, lora_names
+from loadtests.bench.assets import BASE_NAME
 from loadtests.bench.contender import PYTHON, Contender, accepts_field, publish_copy
 from loadtests.bench.load import Prelude
 from loadtests.bench.procs import ServerProcess
-from loadtests.bench.workloads import MANY_LORAS, Target
+from loadtests.bench.workloads import Target, most_loras
 
 KV_CACHE_GIB = 1
 MAX_MODEL_LEN = 1024
@@ -32,29 +32,31 @@ class Ours(Contender):
     """What this variant of the server adds to the command line."""
 
     def command(self, port: int, *extra: str, adapters: Path | None = None) -> list[str]:
+        """Without max_loras (`--max-loras default`) neither LoRA count is passed: the server
+        sizes its slots itself (from --lora-slots-gib on CPU), which is what such a run measures."""
+        loras = [] if self.max_loras is None else ["--max-loras", str(self.max_loras),
+                                                   "--max-cpu-loras", str(self.max_cpu_loras)]
         return [PYTHON, "-m", "server", "--model", str(self.assets.base),
                 "--adapters", str(adapters or self.assets.adapters),
                 "--port", str(port), "--dtype", self.dtype, "--kv-cache-gib", str(KV_CACHE_GIB),
-                "--max-loras", str(self.max_loras), "--max-cpu-loras", str(self.max_cpu_loras),
-                "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
+                *loras, "--max-lora-rank", "16", "--max-model-len", str(MAX_MODEL_LEN),
                 "--log-level", "warning",  # no per-request access log, as for stock vLLM below
                 *self.flags, *extra]
 
     def start(self, port: int, log: Path, *extra: str, adapters: Path | None = None) -> ServerProcess:
         """`extra`: more server flags; `adapters`: serve another folder than the bench's own."""
-        if adapters is None and ("lora-48" in self.workloads or "cold" in self.workloads):
+        if adapters is None and (most_loras(self.workloads) or "cold" in self.workloads):
             adapters = self.writable_adapters()
         self.served = adapters or self.assets.adapters
         return ServerProcess(self.name, self.command(port, *extra, adapters=adapters), log, port)
 
     def writable_adapters(self) -> Path:
-        """A copy of the bench's adapters folder (plus the extra LoRAs for `lora-48`) in the scratch
-        folder: the server may serve it, the `cold` workload publish into it."""
+        """A copy of the bench's adapters folder (plus the extra LoRAs of the largest `lora-N`) in
+        the scratch folder: the server may serve it, the `cold` workload publish into it."""
         served = self.workdir() / "adapters"
         shutil.copytree(self.assets.adapters, served, dirs_exist_ok=True)
-        if "lora-48" in self.workloads:
-            for name in lora_names(MANY_LORAS)[len(self.assets.loras):]:
-                shutil.copytree(self.assets.lora_path(name), served / name, dirs_exist_ok=True)
+        for name in self.loras()[len(self.assets.loras):]:
+            shutil.copytree(self.assets.lora_path(name), served / name, dirs_exist_ok=True)
         return served
 
     def prepare(self, server: ServerProcess) -> None:
@@ -62,10 +64,10 @@ class Ours(Contender):
         if not self.ignore_eos:
             self.notes.append("no `ignore_eos` in this server's API: fixed output length relies on the "
                               "bench model never emitting EOS")
-        # Adapters load on first use: touch each once so loading is not timed in the first cell
-        # (with more LoRAs than --max-cpu-loras, only the last ones stay loaded: lora-48 swaps).
-        loras = lora_names(MANY_LORAS) if "lora-48" in self.workloads else self.assets.loras
-        for name in [*loras, self.assets.soft_prompt]:
+        # Adapters load on first use: touch each once, one after the other, so loading is not
+        # timed in the first cell (with more LoRAs than the engine keeps in host memory, only the
+        # last ones stay loaded: lora-N swaps).
+        for name in [*self.loras(), self.assets.soft_prompt]:
             accepts_field(server.url, self.completion_body(name, 0), "max_tokens", 1)
         if "json" in self.workloads:
             self.check_json_schema(server.url)

@@ -3,9 +3,9 @@
     .venv/bin/python -m loadtests.bench.report loadtests/results/latest/results.json   # re-render
     .venv/bin/python -m loadtests.bench.report RUN/results.json --lora-8-from OTHER/results.json
 
-`--lora-8-from`: also set RUN's lora-48 cells against OTHER's lora-8 cells (e.g. lora-48 at
---max-loras 4 against lora-8 at the default --max-loras 8); stored in RUN's results.json as
-`lora_8_reference` and re-rendered into its results.md.
+`--lora-8-from`: also set RUN's lora-N cells (lora-48, lora-1000, ...) against OTHER's lora-8
+cells (e.g. lora-48 at --max-loras 4 against lora-8 at the default --max-loras 8); stored in
+RUN's results.json as `lora_8_reference` and re-rendered into its results.md.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from loadtests.bench.stock_vllm import DEFAULT_MAX_LORAS  # noqa: E402
+from loadtests.bench.workloads import many_loras  # noqa: E402
+
 REFERENCE = "stock-vllm"
 NOLORA = "stock-vllm-nolora"
 JSON = "json"  # the structured-outputs workload
-MANY = "lora-48"  # many LoRAs, the engine swapping (--max-loras below 48)
 COLD = "cold"  # a never-seen adapter per request
 WARM = "lora-1"  # cold's reference: one adapter, loaded before the cell
 COLORS = {"ours": "tab:blue", REFERENCE: "tab:orange", NOLORA: "tab:gray", "hf-peft": "tab:green"}
@@ -178,37 +180,45 @@ def targets(results: dict) -> str:
         if any(x is not None for x in r):
             lines.append(f"| {conc} | " + " | ".join(f"{_fmt(x, 2)}x" if x is not None else "-" for x in r) + " |")
 
-    if any(workload == MANY for _, workload, _ in cells):
-        lines += ["", many_loras(results, cells)]
+    for workload in results["workloads"]:  # many LoRAs, the engine swapping (fewer slots than N)
+        if many_loras(workload) and any(w == workload for _, w, _ in cells):
+            lines += ["", many_vs_8_loras(results, cells, workload)]
     if any(workload == COLD for _, workload, _ in cells):
         lines += ["", cold_adapters(results, stat)]
     return "\n".join(lines)
 
 
-def _loras_flags(results: dict) -> str:
+def loras_flags(results: dict) -> str:
+    """The servers' LoRA counts of a run, as its command line set them."""
     max_loras = results.get("max_loras", 8)  # 8: runs from before the flag
+    if max_loras in ("default", None):  # --max-loras default
+        return (f"server defaults (stock vLLM: --max-loras {DEFAULT_MAX_LORAS} "
+                f"--max-cpu-loras {DEFAULT_MAX_LORAS})")
     return f"--max-loras {max_loras} --max-cpu-loras {results.get('max_cpu_loras') or max_loras}"
 
 
-def many_loras(results: dict, cells: dict) -> str:
-    """lora-48 (48 LoRAs round robin) against lora-8 per contender and concurrency: from the same
-    run, and from another run's lora-8 cells where `results["lora_8_reference"]` holds them."""
-    flags = _loras_flags(results)
+def many_vs_8_loras(results: dict, cells: dict, workload: str) -> str:
+    """`workload` (lora-N: N LoRAs round robin) against lora-8 per contender and concurrency: from
+    the same run, and from another run's lora-8 cells where `results["lora_8_reference"]` holds
+    them."""
+    n = many_loras(workload)
+    flags = loras_flags(results)
     refs = [("same run, same flags", cells)]
     other = results.get("lora_8_reference")
     if other:
-        refs.append((f"lora-8 from {other.get('source', 'another run')} ({_loras_flags(other)})",
+        refs.append((f"lora-8 from {other.get('source', 'another run')} ({loras_flags(other)})",
                      index(other["cells"])))
     lines = []
     for label, ref_cells in refs:
-        lines += [f"**48-LoRA mix vs 8-LoRA mix** (lora-48 with {flags}; lora-8: {label}; measured, no target)\n",
-                  "| conc. | contender | lora-48 tokens/s | lora-8 tokens/s | tokens/s ratio | TTFT p50 ratio "
-                  "| running (48 / 8) | lora-48 errors |",
+        lines += [f"**{n}-LoRA mix vs 8-LoRA mix** ({workload} with {flags}; lora-8: {label}; measured, "
+                  "no target)\n",
+                  f"| conc. | contender | {workload} tokens/s | lora-8 tokens/s | tokens/s ratio | TTFT p50 ratio "
+                  f"| running ({n} / 8) | {workload} errors |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|"]
         rows = 0
         for conc in results["concurrency"]:
             for c in results["contenders"]:
-                many, eight = cells.get((c, MANY, conc)), ref_cells.get((c, "lora-8", conc))
+                many, eight = cells.get((c, workload, conc)), ref_cells.get((c, "lora-8", conc))
                 if many is None or eight is None:
                     continue
                 m, e = many["stats"], eight["stats"]
@@ -219,7 +229,8 @@ def many_loras(results: dict, cells: dict) -> str:
                              .replace("| -x", "| -"))
                 rows += 1
         if not rows:
-            lines.append("| - | (no lora-8 cell to compare with: run `--workloads lora-8,lora-48`) | | | | | | |")
+            lines.append(f"| - | (no lora-8 cell to compare with: run `--workloads lora-8,{workload}`) "
+                         "| | | | | | |")
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -318,7 +329,7 @@ def render(results: dict, out: Path) -> str:
           f"{results['max_tokens']} output tokens per request (greedy)"
           + (f"; {results['rounds']} rounds (all servers up, the contenders of a cell measured back to "
              f"back), every figure the median over the rounds" if results.get("rounds", 1) > 1 else "") + ".\n\n"
-          f"Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
+          "Contenders:\n" + "\n".join(f"- `{k}`: {v}" for k, v in results["descriptions"].items()) +
           (f"\n\nNotes:\n{notes}" if notes else "") +
           f"\n\n## Table\n\n{table(results)}\n\n{cpu_split(results)}## Targets\n\n{targets(results)}\n\n"
           f"![throughput](throughput.png)\n![ttft](ttft.png)\n")
@@ -332,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench.report", description="re-render a bench run")
     p.add_argument("results", type=Path, help="a run's results.json")
     p.add_argument("--lora-8-from", type=Path, default=None,
-                   help="another run's results.json whose lora-8 cells the lora-48 cells are also set against")
+                   help="another run's results.json whose lora-8 cells the lora-N cells are also set against")
     args = p.parse_args(argv)
     results = json.loads(args.results.read_text())
     if args.lora_8_from:

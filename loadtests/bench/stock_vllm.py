@@ -6,10 +6,10 @@ the soft prompt's rows followed by the token embeddings of the tokenized prompt 
 vLLM would tokenize the text), the same input our server builds inside.
 `StockVLLMNoLoRA` is the same server without --enable-lora, for base-model requests only.
 
-`lora-48`: all 48 LoRAs are registered in prepare(). `cold`: before each request a copy of lora-0
-is made in the scratch folder (untimed) and registered under a new name with
-`POST /v1/load_lora_adapter`, inside the request's clock: a client must do that before its first
-request to an adapter stock vLLM has not seen, so it is part of that request's TTFT.
+`lora-N`: the N LoRAs of the run's largest `lora-N` are registered in prepare(). `cold`: before
+each request a copy of lora-0 is made in the scratch folder (untimed) and registered under a new
+name with `POST /v1/load_lora_adapter`, inside the request's clock: a client must do that before
+its first request to an adapter stock vLLM has not seen, so it is part of that request's TTFT.
 """
 
 from __future__ import annotations
@@ -22,12 +22,17 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from loadtests.bench.assets import BASE_NAME, lora_names
+from loadtests.bench.assets import BASE_NAME
 from loadtests.bench.contender import PYTHON, Contender, publish_copy
 from loadtests.bench.load import Prelude, PreludeError
 from loadtests.bench.ours import KV_CACHE_GIB, MAX_MODEL_LEN
 from loadtests.bench.procs import ServerProcess
-from loadtests.bench.workloads import MANY_LORAS, Target, prompt
+from loadtests.bench.workloads import Target, prompt
+
+DEFAULT_MAX_LORAS = 8
+"""Its --max-loras and --max-cpu-loras with the bench's `--max-loras default`: stock vLLM does not
+size its slots from memory as ours does, and its own default (1 slot) would run one adapter at a
+time; 8 is the bench's usual value (the `lora-8` workload's LoRAs)."""
 
 
 class StockVLLM(Contender):
@@ -41,8 +46,9 @@ class StockVLLM(Contender):
                "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-memory-bytes", str(KV_CACHE_GIB * 2**30),
                "--enable-prompt-embeds", "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning"]
         if self.enable_lora:
-            cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", str(self.max_loras),
-                    "--max-cpu-loras", str(self.max_cpu_loras)]
+            max_loras = self.max_loras or DEFAULT_MAX_LORAS
+            cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", str(max_loras),
+                    "--max-cpu-loras", str(self.max_cpu_loras or max_loras)]
         return cmd
 
     def start(self, port: int, log: Path) -> ServerProcess:
@@ -56,7 +62,7 @@ class StockVLLM(Contender):
             self.check_json_schema(server.url)
         if not self.enable_lora:
             return
-        for name in lora_names(MANY_LORAS) if "lora-48" in self.workloads else self.assets.loras:
+        for name in self.loras():
             r = httpx.post(server.url + "/v1/load_lora_adapter",
                            json={"lora_name": name, "lora_path": str(self.assets.lora_path(name))}, timeout=120)
             if r.status_code != 200:

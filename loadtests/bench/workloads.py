@@ -6,8 +6,10 @@ printable_output), and contenders that accept `ignore_eos` get it as well. The e
 `json` workload: its requests carry `response_format` json_schema (`JSON_SCHEMA`), no
 `ignore_eos` (our server refuses it with a constraint), and end when the grammar does.
 
-`lora-48` cycles over 48 LoRAs (lora-0..47, the extra 40 built on first use) to be run with
-`--max-loras` below 48, so that the engine swaps adapters; the report sets it against `lora-8`.
+`lora-N`, for any N above the assets' NUM_LORAS (e.g. `lora-48`, `lora-1000`), cycles over N
+LoRAs (lora-0..N-1, the extra ones built on first use): with fewer engine adapter slots than N
+(`--max-loras`), the engine swaps adapters; the report sets each against `lora-8`. Contenders
+list the whole family as `MANY` ("lora-N"), since N is the run's choice, not theirs.
 `cold` sends every request to an adapter the server has never seen: the contender creates
 `cold-<run>-<n>` (a copy of lora-0) just before the request (Contender.cold_request); the report
 sets its TTFT against `lora-1`'s (one warm adapter).
@@ -16,12 +18,13 @@ sets its TTFT against `lora-1`'s (one warm adapter).
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from loadtests.bench.assets import BenchAssets, lora_names
+from loadtests.bench.assets import NUM_LORAS, BenchAssets, lora_names
 
 MAX_TOKENS = 64
-MANY_LORAS = 48  # the `lora-48` workload's adapter count
 # The `json` workload's one schema: a JSON string of exactly 61 digits. The output is `"`, 61
 # digits, `"` and EOS: 64 tokens, as every other workload's requests, whatever the servers'
 # numerics, because the bench tokenizer has no multi-digit tokens and no token that joins a
@@ -63,10 +66,45 @@ class Workload:
         return self.targets[i % len(self.targets)]
 
 
-WORKLOAD_NAMES = ("base", "lora-1", "lora-8", "soft", "json", "lora-48", "cold")
+MANY = "lora-N"
+"""The `lora-N` workloads (any N > NUM_LORAS) as one name, in WORKLOAD_NAMES and in a contender's
+`workloads`; not itself a workload."""
+WORKLOAD_NAMES = ("base", "lora-1", "lora-8", "soft", "json", MANY, "cold")
 
 
-def workloads(assets: BenchAssets) -> dict[str, Workload]:
+def many_loras(name: str) -> int | None:
+    """N for a `lora-N` workload name (N > NUM_LORAS: `lora-1` and `lora-8` are workloads of their
+    own over the assets' LoRAs), else None. No leading zeros: one workload, one name."""
+    match = re.fullmatch(r"lora-([1-9][0-9]*)", name)
+    n = int(match[1]) if match else 0
+    return n if n > NUM_LORAS else None
+
+
+def family(name: str) -> str:
+    """The name under which WORKLOAD_NAMES and contenders list workload `name`: MANY for `lora-N`."""
+    return MANY if many_loras(name) is not None else name
+
+
+def supported(listed: Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
+    """Those of the workload `names` that a contender whose `workloads` are `listed` runs: the
+    run's own names (`lora-256`, not MANY), for the harness to narrow the contender to."""
+    listed = set(listed)
+    return tuple(name for name in names if family(name) in listed)
+
+
+def is_workload(name: str) -> bool:
+    """Whether a run may ask for `name`: a fixed workload or any `lora-N` (MANY itself is none)."""
+    return many_loras(name) is not None or (name != MANY and name in WORKLOAD_NAMES)
+
+
+def most_loras(names: Iterable[str]) -> int | None:
+    """The largest N among the `lora-N` workloads in `names` (None without one): the LoRAs a run
+    must build, serve and register, the smaller `lora-N` using the first of them."""
+    return max(filter(None, map(many_loras, names)), default=None)
+
+
+def workloads(assets: BenchAssets, names: Iterable[str] = ()) -> dict[str, Workload]:
+    """Every fixed workload (WORKLOAD_NAMES but MANY), then the `lora-N` ones among `names`."""
     loras = assets.loras
     found = {w.name: w for w in (
         Workload("base", "base model only", (Target(),), needs_lora=False),
@@ -76,12 +114,16 @@ def workloads(assets: BenchAssets) -> dict[str, Workload]:
                  needs_lora=False),
         Workload("json", "base model, response_format json_schema (JSON_SCHEMA)", (Target(json_schema=True),),
                  needs_lora=False),
-        Workload("lora-48", f"{MANY_LORAS} LoRAs, round robin (with --max-loras < {MANY_LORAS}: the engine swaps)",
-                 tuple(Target(n) for n in lora_names(MANY_LORAS)), needs_lora=True),
         Workload("cold", f"every request a never-seen adapter (a new copy of {loras[0]})",
                  (Target(loras[0], cold=True),), needs_lora=True),
     )}
-    assert tuple(found) == WORKLOAD_NAMES
+    assert tuple(found) == tuple(n for n in WORKLOAD_NAMES if n != MANY)
+    for name in names:
+        n = many_loras(name)
+        if n is not None:
+            found[name] = Workload(
+                name, f"{n} LoRAs, round robin (with fewer engine slots than {n}: the engine swaps)",
+                tuple(Target(lora) for lora in lora_names(n)), needs_lora=True)
     return found
 
 

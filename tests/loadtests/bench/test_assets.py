@@ -37,6 +37,7 @@ def test_builds_the_40_extra_loras_once_with_distinct_seeds_outside_adapters(tmp
     assert {c[1] for c in fake_builder} == {bench_assets.LORA_RANK}
     assert assets.lora_path("lora-3") == tmp_path / "adapters" / "lora-3"
     assert assets.lora_path("lora-47") == tmp_path / "more-loras" / "lora-47"
+    assert assets.lora_path("lora-999") == tmp_path / "more-loras" / "lora-999"  # any lora-N
     assert sorted(p.name for p in assets.more_loras.iterdir()) == sorted(names[NUM_LORAS:])  # no staging left
     fake_builder.clear()
     ensure_many_loras(assets, 48)

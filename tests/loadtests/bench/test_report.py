@@ -1,4 +1,4 @@
-"""The report's lora-48 and cold tables from synthetic results (no plots: render() is slower)."""
+"""The report's lora-N and cold tables from synthetic results (no plots: render() is slower)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,28 @@ def test_48_vs_8_lora_ratio_per_contender():
     assert "| 1 | ours |" not in md
 
 
+def test_one_table_per_lora_n_at_server_defaults():
+    cells = [_cell("ours", "lora-8", 16, 800, 100), _cell("ours", "lora-256", 16, 700, 120),
+             _cell("ours", "lora-1000", 16, 400, 200), _cell("stock-vllm", "lora-8", 16, 500, 200),
+             _cell("stock-vllm", "lora-256", 16, 100, 1000)]
+    cells[1]["stats"]["running_mean"] = 15.5
+    md = report.targets(_results(cells, ["lora-8", "lora-256", "lora-1000"], max_loras="default",
+                                 max_cpu_loras="default"))
+    flags = "server defaults (stock vLLM: --max-loras 8 --max-cpu-loras 8)"
+    assert f"**256-LoRA mix vs 8-LoRA mix** (lora-256 with {flags}; lora-8: same run, same flags" in md
+    assert f"**1000-LoRA mix vs 8-LoRA mix** (lora-1000 with {flags}; lora-8: same run" in md
+    assert md.index("**256-LoRA") < md.index("**1000-LoRA")  # in the run's order
+    assert ("| conc. | contender | lora-256 tokens/s | lora-8 tokens/s | tokens/s ratio | TTFT p50 ratio "
+            "| running (256 / 8) | lora-256 errors |") in md
+    assert "| 16 | ours | 700 | 800 | 0.88x | 1.20x | 15.5 / - | 0 |" in md
+    assert "| 16 | stock-vllm | 100 | 500 | 0.20x | 5.00x | - / - | 0 |" in md
+    assert "| 16 | ours | 400 | 800 | 0.50x | 2.00x | - / - | 0 |" in md
+    assert "48-LoRA" not in md and "--max-loras default" not in md
+
+
 def test_48_vs_8_without_lora_8_says_so_and_no_section_without_lora_48():
     md = report.targets(_results([_cell("ours", "lora-48", 16, 600, 150)], ["lora-48"]))
-    assert "no lora-8 cell to compare with" in md
+    assert "no lora-8 cell to compare with: run `--workloads lora-8,lora-48`" in md
     assert "48-LoRA" not in report.targets(_results([_cell("ours", "lora-8", 16, 1, 1)], ["lora-8"]))
 
 
