@@ -11,7 +11,7 @@ the greedy answer of the adapter its version was published from, so that an answ
 version (or stale engine weights, or a stale prefix cache) fails the run.
 
 Verdict: every answer was its version's; the engine's own count of loaded LoRAs
-(`vllm:num_gpu_loaded_lora_adapters`) never rose above its count before the run by more than
+(`vllm:num_cpu_loaded_lora_adapters`) never rose above its count before the run by more than
 `--keep` + 1 versions + 2 references + 1 (an unload still under way), and fell back to it at the
 end; the server's process tree's RSS after warm-up grew by less than `--rss-growth-mib`, with the
 process that grew named. The engine evicts LoRAs itself past its cache size (`max_cpu_loras`),
@@ -113,9 +113,9 @@ class Session:
 
     def engine_loras(self) -> int:
         for family in text_string_to_metric_families(self.ok("GET", "/metrics").text):
-            if family.name == "vllm:num_gpu_loaded_lora_adapters":
+            if family.name == "vllm:num_cpu_loaded_lora_adapters":
                 return int(family.samples[0].value)
-        raise RuntimeError("the server exports no vllm:num_gpu_loaded_lora_adapters")
+        raise RuntimeError("the server exports no vllm:num_cpu_loaded_lora_adapters")
 
 
 def run(session: Session, sources: list[Path], trainer_dir: Path, versions: int, keep: int,

@@ -69,7 +69,7 @@ def _run(config: ServerConfig) -> None:
     state = app.state.server
     lifecycle.Server(lifecycle.uvicorn_config(app, state), state).run()
     if state.startup_error:
-        print(f"engine start-up failed: {state.startup_error}", file=sys.stderr)
+        print(f"start-up failed: {state.startup_error}", file=sys.stderr)
         sys.exit(lifecycle.EXIT_STARTUP_FAILED)
     if state.engine_died and config.exit_on_engine_death:
         sys.exit(lifecycle.EXIT_ENGINE_DIED)

@@ -31,7 +31,7 @@ from server.api import models, openapi, ops, runners, ui, vllm_compat
 from server.config import ServerConfig
 from server.engine import start_engine
 from server.errors import APIError, error_body
-from server.metrics import EngineLoraCount, Metrics
+from server.metrics import LoraResidency, Metrics
 from server.rendering.prompts import PromptRenderer
 from server.rendering.tool_parsing import ToolCalling
 from server.serving import pooling
@@ -56,10 +56,7 @@ async def _start(state: ServerState) -> None:
         pooling_task = await pooling.served_task(engine) if config.runner == "pooling" else None
     except Exception as exc:
         log.exception("engine start-up failed; stopping the server")
-        trace.end()  # removes the trace file
-        state.startup_error = f"{type(exc).__name__}: {exc}"
-        # An orchestrator restarts a dead process; a live one answering 503 forever helps nobody.
-        os.kill(os.getpid(), signal.SIGTERM)
+        _stop_starting(state, f"{type(exc).__name__}: {exc}")
         return
     adapters_started = time.time()
     state.base = base
@@ -76,11 +73,26 @@ async def _start(state: ServerState) -> None:
                                             engine.model_config.dtype)
         if config.serves_soft_prompts else None,
         runner=config.runner, pooling_task=pooling_task,
-        extra_roots=tuple(Path(r) for r in config.lora_roots))
+        extra_roots=tuple(Path(r) for r in config.lora_roots),
+        pinned=config.pinned_adapters, max_pinned=engine.vllm_config.lora_config.max_loras - 1,
+        residency=state.lora_residency)
+    try:
+        await state.registry.load_pinned()
+    except ValueError as exc:
+        log.error("start-up stopped: %s", exc)
+        _stop_starting(state, str(exc))
+        return
     trace.record("adapters", adapters_started)
     state.started_at = int(time.time())
     log.info("ready: %s with adapters from %s", config.model_name, adapters_dir.resolve())
     _report_startup(state)
+
+
+def _stop_starting(state: ServerState, reason: str) -> None:
+    trace.end()  # removes the trace file
+    state.startup_error = reason
+    # An orchestrator restarts a dead process; a live one answering 503 forever helps nobody.
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _report_startup(state: ServerState) -> None:
@@ -149,7 +161,7 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 def create_app(config: ServerConfig, *, start: bool = True,
                registry: CollectorRegistry = REGISTRY) -> FastAPI:
     """`registry`: where metrics live; the default one also holds vLLM's engine metrics."""
-    state = ServerState(config=config, metrics=Metrics(registry))
+    state = ServerState(config=config, metrics=Metrics(registry), lora_residency=LoraResidency(registry))
     state.metrics.in_flight.set_function(lambda: len(state.in_flight))
 
     @contextlib.asynccontextmanager
@@ -167,7 +179,6 @@ def create_app(config: ServerConfig, *, start: bool = True,
     app = FastAPI(title="adapter-serve", lifespan=lifespan)
     app.state.server = state
     app.state.metrics_registry = registry
-    app.state.engine_lora_count = EngineLoraCount(registry)
     app.state.api_keys = KeyRing(
         plain=[*config.api_key, *filter(None, [os.environ.get("SERVER_API_KEY")])],
         file=Path(config.api_keys_file) if config.api_keys_file else None)

@@ -67,6 +67,12 @@ class ServerConfig:
     """Largest LoRA rank accepted; adapters above it are refused when loaded.
     vLLM allows 1, 8, 16, 32, 64, 128, 256, 320, 512."""
 
+    pin_adapters: list[str] = field(default_factory=list)
+    """LoRA adapters kept in an engine slot from start-up on, never evicted (`--pin-adapters a,b`
+    or `--pin-adapters a b`): hot adapters whose first token must never wait for a load. An
+    adapter whose manifest.json says `"pinned": true` is pinned too. At most --max-loras - 1 are
+    pinned at a time; a name that cannot be served stops the start-up."""
+
     max_cpu_loras: int | None = None
     """How many LoRA adapters the engine keeps loaded in host memory (LRU), the slots' among
     them. Default: the number of slots."""
@@ -248,3 +254,8 @@ class ServerConfig:
     def serves_soft_prompts(self) -> bool:
         """Soft prompts need prompt embeddings and their KV cache: the generate runner only."""
         return self.enable_soft_prompts and self.runner == "generate"
+
+    @property
+    def pinned_adapters(self) -> list[str]:
+        """--pin-adapters, commas and repeats alike."""
+        return sorted({name for item in self.pin_adapters for name in item.split(",") if name})

@@ -14,7 +14,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from server import engine_env, engine_metrics, engine_passthrough, vllm_version
 from server import lora_slots as lora_slots_
 from server.config import ServerConfig
-from server.in_engine import lifeline, plugin, quantized_bases, soft_prompt_cache
+from server.in_engine import lifeline, lora_residency, plugin, quantized_bases, soft_prompt_cache
 from server.in_engine.grammars import json_schema
 from server.in_engine.lora_ops import install as lora_ops_install
 from server.startup import model_info, prestart, trace
@@ -74,6 +74,7 @@ def engine_args(config: ServerConfig, max_loras: int | None = None) -> AsyncEngi
         max_logprobs=config.max_logprobs,
         trust_remote_code=config.trust_remote_code,
         enable_lora=True,
+        worker_extension_cls=lora_residency.EXTENSION,
         max_loras=max_loras if max_loras is not None else lora_slots(config).count,
         max_lora_rank=config.max_lora_rank,
         max_cpu_loras=config.max_cpu_loras,

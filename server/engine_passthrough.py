@@ -62,6 +62,8 @@ FIXED: dict[str, str] = {
     "enable_lora": "always on: every LoRA adapter is served through it",
     "disable_log_stats": "the engine's statistics feed /metrics, including the "
                          "vllm:lora_requests_info gauge a gateway routes by",
+    "worker_extension_cls": "the server's own (server.in_engine.lora_residency): where each "
+                            "LoRA is held, for vllm:lora_adapter_loaded",
 }
 
 _SWITCH_WORDS = {"true": True, "1": True, "yes": True, "on": True,

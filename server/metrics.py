@@ -10,6 +10,8 @@ import asyncio
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from server.in_engine import lora_residency
+
 # Latencies on CPU range from milliseconds (TTFT of a short prompt) to minutes (long generations).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _REQUEST_LABELS = ("endpoint", "adapter", "soft_prompt")
@@ -73,33 +75,77 @@ class Metrics:
         self.adapter_load_failures.remove_by_labels({"adapter": adapter})
 
 
-class EngineLoraCount:
-    """Asks the engine for its loaded LoRAs at each scrape, for `vllm:num_gpu_loaded_lora_adapters`
-    (vLLM's name for it, vllm-project/vllm PR #54830: routers such as llm-d read it).
+class LoraResidency:
+    """Where the engine holds each LoRA, asked at each scrape, in the series vLLM PR #54830 defines
+    for routers (llm-d's lora-load-state scorer reads them):
 
-    The question is an engine utility call: a busy or stopped engine answers late, so a scrape
-    waits at most `wait` seconds and otherwise reports the last answer; the question stays
-    pending (never cancelled mid-call) and is not asked again until it is answered.
+    - `vllm:lora_adapter_loaded{adapter_name, level, pinned, rank}`: 1 for every LoRA the server
+      serves, at its best level: `gpu`, in one of the engine's adapter slots (vLLM's word for it,
+      whatever the device), what a batch can use at once; `cpu`, in the engine's host-memory
+      cache only; `disk`, validated and snapshotted by the server, not in the engine (its next
+      request loads it). `pinned`: kept in a slot (--pin-adapters or the manifest's `pinned`).
+    - `vllm:num_gpu_loaded_lora_adapters` and `vllm:num_cpu_loaded_lora_adapters`: the engine's
+      own counts of LoRAs in slots and in its cache (every version, old ones not yet let go too).
+    - `vllm:max_gpu_lora_adapters`: the slots (`max_loras`).
+    - `vllm:lora_adapter_load_seconds`: the server's loads of an adapter version into the engine.
+
+    The question goes to the worker (server.in_engine.lora_residency) as an engine utility call:
+    a busy or stopped engine answers late, so a scrape waits at most `wait` seconds and otherwise
+    reports the last answer; the question stays pending (never cancelled mid-call) and is not
+    asked again until it is answered.
     """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, wait: float = 0.5) -> None:
         self.registry, self.wait = registry, wait
-        self.gauge: Gauge | None = None
         self._pending: asyncio.Task | None = None
+        self._made = False
 
-    async def sample(self, engine) -> None:
+    def _make(self) -> None:
+        """The collectors, made at first use, once the engine is up: vLLM's metrics set-up
+        unregisters every `vllm:` collector it finds (vllm.v1.metrics.prometheus
+        .unregister_vllm_metrics)."""
+        if self._made:
+            return
+        self.loaded = Gauge("vllm:lora_adapter_loaded", "LoRA adapters served, by where the engine "
+                            "holds them: gpu (an engine slot, whatever the device), cpu (the engine's "
+                            "host cache), disk (not in the engine).",
+                            ("adapter_name", "level", "pinned", "rank"), registry=self.registry)
+        self.in_slots = Gauge("vllm:num_gpu_loaded_lora_adapters", "LoRA adapters in the engine's "
+                              "slots, on whatever device (its own count, asked at each scrape).",
+                              registry=self.registry)
+        self.in_cache = Gauge("vllm:num_cpu_loaded_lora_adapters", "LoRA adapters in the engine's "
+                              "host-memory cache, those in slots included.", registry=self.registry)
+        self.slots = Gauge("vllm:max_gpu_lora_adapters", "The engine's LoRA slots (max_loras): "
+                           "different adapters one batch can run.", registry=self.registry)
+        self.load_seconds = Histogram("vllm:lora_adapter_load_seconds", "Loading an adapter version "
+                                      "into the engine (from the server's snapshot).",
+                                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                               1, 2.5, 5, 10), registry=self.registry)
+        self._made = True
+
+    def observe_load(self, seconds: float) -> None:
+        self._make()
+        self.load_seconds.observe(seconds)
+
+    async def sample(self, engine, adapters) -> None:
+        """`adapters`: the server's AdapterRegistry (None before start-up ends)."""
         if engine is None or engine.errored:
             return
-        if self.gauge is None:
-            # Made once the engine is up: vLLM's metrics set-up unregisters every `vllm:` collector
-            # it finds (vllm.v1.metrics.prometheus.unregister_vllm_metrics).
-            self.gauge = Gauge("vllm:num_gpu_loaded_lora_adapters", "LoRA adapters the engine "
-                               "holds loaded, on whatever device (its own count, asked at each "
-                               "scrape).", registry=self.registry)
+        self._make()
+        self.slots.set(engine.vllm_config.lora_config.max_loras)
         if self._pending is None or self._pending.done():
-            self._pending = asyncio.ensure_future(engine.list_loras())
+            self._pending = asyncio.ensure_future(engine.collective_rpc(lora_residency.METHOD))
         # This scrape's own question: a concurrent scrape may replace `_pending` while this one waits.
         pending = self._pending
         await asyncio.wait({pending}, timeout=self.wait)
-        if pending.done() and not pending.cancelled() and pending.exception() is None:
-            self.gauge.set(len(pending.result()))
+        if not pending.done() or pending.cancelled() or pending.exception() is not None:
+            return
+        where = pending.result()[0]  # every worker holds the same adapters
+        cache, slots = set(where["cache"]), set(where["slots"])
+        self.in_slots.set(len(slots))
+        self.in_cache.set(len(cache))
+        self.loaded.clear()
+        for lora_id, adapter in (adapters.engine_loras() if adapters is not None else {}).items():
+            level = "gpu" if lora_id in slots else "cpu" if lora_id in cache else "disk"
+            self.loaded.labels(adapter_name=adapter.name, level=level,
+                               pinned=str(adapter.pinned).lower(), rank=str(adapter.lora.rank)).set(1)

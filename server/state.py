@@ -9,7 +9,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from server.adapters.base_model import BaseModelInfo
 from server.adapters.registry import AdapterRegistry
 from server.config import ServerConfig
-from server.metrics import Metrics
+from server.metrics import LoraResidency, Metrics
 from server.rendering.prompts import PromptRenderer
 from server.rendering.tool_parsing import ToolCalling
 
@@ -18,6 +18,8 @@ from server.rendering.tool_parsing import ToolCalling
 class ServerState:
     config: ServerConfig
     metrics: Metrics
+    lora_residency: LoraResidency | None = None
+    """The engine's LoRA residency metrics (`vllm:lora_adapter_loaded` and its kin)."""
     engine: AsyncLLM | None = None
     base: BaseModelInfo | None = None
     renderer: PromptRenderer | None = None

@@ -243,6 +243,27 @@ PATCHES: tuple[Patch, ...] = (
         scan=("torch.Tensor._version", "?._version", "torch.Tensor._adapter_serve_lora_cache"),
         contract="a tensor has an integer `_version` that an in-place write increases",
     ),
+    Patch(
+        id="lora-residency-slots",
+        symbol="vllm.lora.worker_manager.WorkerLoRAManager._adapter_manager",
+        files=("server/in_engine/lora_residency.py",),
+        kind="private read",
+        process="worker",
+        what=(
+            "`vllm:lora_adapter_loaded{level}` needs which LoRAs sit in the worker's adapter "
+            "slots, not only which are in its host cache (`list_loras`). Our worker extension "
+            "(vLLM's public `worker_extension_cls`, called with `collective_rpc`) reads the "
+            "slot table `lora_index_to_id` of the worker's model manager, which the worker "
+            "manager keeps as `_adapter_manager`."),
+        upstream=(
+            "vLLM PR #54830 (open at the time of writing) reports both levels from the worker "
+            "itself (`vllm:lora_adapter_loaded{level=gpu|cpu}`), as a load-event stream."),
+        remove_when="vLLM reports slot residency itself (PR #54830 or equal): read it from there.",
+        scan=("?._adapter_manager",),
+        contract=(
+            "`LRUCacheWorkerLoRAManager` sets `self._adapter_manager` and has `list_adapters()`; "
+            "the model manager keeps `lora_index_to_id` (one entry per slot, None when free)"),
+    ),
     # ---- LoRA and soft prompts: the input embedding ------------------------------------------
     Patch(
         id="no-lora-on-embeddings",

@@ -197,8 +197,11 @@ def server(tiny, tmp_path_factory):
                          "--tool-call-parser", "hermes", "--api-keys-file", str(keys),
                          "--preferences-file", str(preferences), "--lora-roots", str(trainer_dir),
                          # Room in the engine's LoRA cache above what the suite loads, so that
-                         # an adapter version left in the engine shows (test_adapter_versions).
-                         "--max-cpu-loras", "32", compiled=True)
+                         # an adapter version left in the engine shows (test_adapter_versions);
+                         # few slots and a pinned adapter, so that slot eviction shows
+                         # (test_lora_residency).
+                         "--max-cpu-loras", "32", "--max-loras", "4", "--pin-adapters", "lora-a",
+                         compiled=True)
     proc.keys_file = keys
     proc.trainer_dir = trainer_dir
     proc.preferences_file = preferences

@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
 from vllm.lora.request import LoRARequest
@@ -50,6 +51,7 @@ def adapter_name(lora_name: str) -> str:
 class LoraEngine(Protocol):
     async def add_lora(self, lora_request: LoRARequest) -> bool: ...
     async def remove_lora(self, lora_id: int) -> bool: ...
+    async def pin_lora(self, lora_id: int) -> bool: ...
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Adapter:
     in_flight: int = 0
     retired: bool = False
     in_engine: bool = False
+    pinned: bool = False
+    """Held in an engine slot for good (never evicted) since it was loaded into the engine."""
 
 
 @dataclass
@@ -99,10 +103,17 @@ class AdapterRegistry:
         runner: str = "generate",
         pooling_task: str | None = None,
         extra_roots: tuple[Path, ...] = (),
+        pinned: Iterable[str] = (),
+        max_pinned: int = 0,
+        residency: Any = None,
     ) -> None:
         """`runner`, `pooling_task`: what the engine runs, which adapter manifests must match.
         `extra_roots`: directories besides `root` that `register` may serve adapters from (an RL
-        trainer's output folder); they are never scanned, only registered names come from them."""
+        trainer's output folder); they are never scanned, only registered names come from them.
+        `pinned`: LoRA names kept in an engine slot once loaded (--pin-adapters), besides those
+        whose manifest says `"pinned": true`; at most `max_pinned` at a time (the slots less one,
+        so that every other adapter still has one). `residency`: server.metrics.LoraResidency,
+        told how long each load into the engine took."""
         self.root = root.resolve()
         self.roots = (self.root, *(r.resolve() for r in extra_roots))
         self.base = base
@@ -119,6 +130,9 @@ class AdapterRegistry:
         # /v1/load_lora_adapter; other names are folders of `root`.
         self._registered: dict[str, tuple[Path, str]] = {}
         self._unloading: set[asyncio.Task] = set()  # asyncio keeps only weak references
+        self.pinned = frozenset(pinned)
+        self.max_pinned = max_pinned
+        self.residency = residency
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -272,12 +286,62 @@ class AdapterRegistry:
     async def _load_into_engine(self, adapter: Adapter) -> None:
         # vLLM would load lazily at the first request anyway; loading here turns a file the
         # engine rejects into a 400 for this request instead of a failure inside a batch.
+        started = time.perf_counter()
         try:
             await self.engine.add_lora(adapter.lora_request)
         except Exception as exc:  # the engine reports bad adapters with assorted types
             raise APIError(400, f"adapter `{adapter.name}` was refused by the engine: {exc}",
                            param="model", code="invalid_adapter") from exc
+        if self.residency is not None:
+            self.residency.observe_load(time.perf_counter() - started)
         adapter.in_engine = True
+        if self._wants_pin(adapter):
+            # vLLM pins in its host cache and in a slot (loading it into one now); an unpinned
+            # version is then never evicted for it, and unloading it unpins it.
+            await self.engine.pin_lora(adapter.lora_request.lora_int_id)
+            adapter.pinned = True
+
+    def _wants_pin(self, adapter: Adapter) -> bool:
+        if adapter.name not in self.pinned and (adapter.manifest or {}).get("pinned") is not True:
+            return False
+        held = sum(1 for a in self.engine_loras().values() if a.pinned and a.name != adapter.name)
+        if held >= self.max_pinned:
+            log.warning("adapter %s is not pinned: %d adapters already hold the %d slots that "
+                        "may be pinned (one slot stays free for the others)",
+                        adapter.name, held, self.max_pinned)
+            return False
+        return True
+
+    async def load_pinned(self) -> None:
+        """Load into the engine and pin, at start-up, every adapter --pin-adapters names (a
+        ValueError if there are too many or one cannot be served) and every adapter of the
+        adapters directory whose manifest says `"pinned": true` (one that cannot be served is
+        logged and left)."""
+        if len(self.pinned) > self.max_pinned:
+            raise ValueError(f"--pin-adapters names {len(self.pinned)} adapters; at most "
+                             f"{self.max_pinned} can be pinned (the LoRA slots less one: raise "
+                             "--max-loras)")
+        for name in sorted(self.pinned):
+            try:
+                adapter = await self.get(name)
+            except APIError as exc:
+                raise ValueError(f"--pin-adapters: {exc.message}") from exc
+            if adapter.lora_request is None:
+                raise ValueError(f"--pin-adapters: `{name}` is a {adapter.kind}, not a LoRA "
+                                 "(soft prompts stay in the server's memory anyway)")
+        for name in self.names():
+            if name in self.pinned or not _manifest_pins(self.root / name):
+                continue
+            try:
+                await self.get(name)
+            except APIError as exc:
+                log.warning("adapter %s (pinned by its manifest) not loaded: %s", name, exc.message)
+
+    def engine_loras(self) -> dict[int, Adapter]:
+        """The current version of every LoRA served, by its engine LoRA id (whether or not the
+        engine holds it now)."""
+        return {s.current.lora_request.lora_int_id: s.current for s in self._slots.values()
+                if s.current is not None and s.current.lora_request is not None}
 
     # ---- in-flight accounting and retirement --------------------------------------------
 
@@ -410,6 +474,18 @@ class AdapterRegistry:
 
     def close(self) -> None:
         shutil.rmtree(self._snapshots, ignore_errors=True)
+
+
+def _manifest_pins(directory: Path) -> bool:
+    """Whether the manifest in `directory` (if any) says `"pinned": true`; unreadable is no."""
+    file = directory / paths.MANIFEST_FILE
+    try:
+        if not file.resolve().is_relative_to(directory.resolve().parent):  # as the snapshot reads it
+            return False
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("pinned") is True
 
 
 def _read_json(path: Path, label: str, invalid) -> dict:

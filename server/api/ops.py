@@ -34,6 +34,7 @@ async def ready(state: State) -> dict:
 @router.get("/metrics", response_class=Response, responses={200: {
     "description": "Prometheus text exposition.", "content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
-    await request.app.state.engine_lora_count.sample(request.app.state.server.engine)
+    state = request.app.state.server
+    await state.lora_residency.sample(state.engine, state.registry)
     return Response(generate_latest(request.app.state.metrics_registry),
                     media_type=CONTENT_TYPE_LATEST)

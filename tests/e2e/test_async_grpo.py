@@ -227,8 +227,8 @@ def error_counts(url: str) -> dict[tuple[str, str], float]:
 
 
 def engine_lora_count(url: str) -> float:
-    """vllm:num_gpu_loaded_lora_adapters: the LoRAs the engine holds."""
-    return metric_samples(url, "vllm:num_gpu_loaded_lora_adapters")[0].value
+    """vllm:num_cpu_loaded_lora_adapters: the LoRAs the engine holds (its cache)."""
+    return metric_samples(url, "vllm:num_cpu_loaded_lora_adapters")[0].value
 
 
 def served_versions(url: str) -> set[str]:

@@ -62,3 +62,8 @@ def test_help_explains_engine_args(capsys):
         parse_dataclass(ServerConfig, ["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--engine-arg" in out and "KEY=VALUE" in out and "AsyncEngineArgs" in out
+
+
+def test_pinned_adapters_take_commas_spaces_and_repeats():
+    c = parse_dataclass(ServerConfig, ["--model", "m", "--pin-adapters", "a,b", "c", "--pin-adapters", "b,,d"])
+    assert c.pinned_adapters == ["a", "b", "c", "d"]

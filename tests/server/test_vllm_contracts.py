@@ -217,6 +217,19 @@ def _():
     tensor._adapter_serve_lora_cache = {}  # a Python attribute on a tensor (the cache's home)
 
 
+@contract("lora-residency-slots")
+def _():
+    from vllm.lora.model_manager import LoRAModelManager
+    from vllm.lora.worker_manager import LRUCacheWorkerLoRAManager, WorkerLoRAManager
+
+    require(has_member(WorkerLoRAManager, "_adapter_manager"),
+            "WorkerLoRAManager no longer keeps its model manager as `_adapter_manager`")
+    require(callable(getattr(LRUCacheWorkerLoRAManager, "list_adapters", None)),
+            "LRUCacheWorkerLoRAManager.list_adapters is gone")
+    require(has_member(LoRAModelManager, "lora_index_to_id"),
+            "LoRAModelManager no longer keeps its slot table `lora_index_to_id`")
+
+
 # ---- Embeddings, int8 bases ------------------------------------------------------------------
 
 @contract("no-lora-on-embeddings")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 
 import pytest
@@ -15,7 +16,11 @@ from tests.e2e.helpers import publish
 
 class RecordingEngine:
     def __init__(self):
-        self.added, self.removed = [], []
+        self.added, self.removed, self.pinned = [], [], []
+
+    async def pin_lora(self, lora_id):
+        self.pinned.append(lora_id)
+        return True
 
     async def add_lora(self, request):
         self.added.append(request.lora_int_id)
@@ -150,4 +155,60 @@ async def test_a_name_no_longer_served_leaves_no_metric_series_and_no_slot(tiny,
     publish(tiny["lora-b"], tmp_path / "adapters", "kept")  # a new version under the same name
     await reg.get("kept")
     assert series("kept") == 1
+    reg.close()
+
+
+def pin_by_manifest(tiny, directory) -> None:
+    identity = BaseModelInfo.load(tiny["base"]).identity
+    (directory / "manifest.json").write_text(json.dumps(
+        {"format": 1, "base_model": {"identity": identity}, "pinned": True}))
+
+
+def pinning_registry(tiny, root, **kwargs) -> tuple[AdapterRegistry, RecordingEngine]:
+    engine = RecordingEngine()
+    root.mkdir()
+    return AdapterRegistry(root, BaseModelInfo.load(tiny["base"]), engine, max_lora_rank=16,
+                           **kwargs), engine
+
+
+async def test_pinned_adapters_load_at_start_and_each_new_version_is_pinned(tiny, tmp_path):
+    """--pin-adapters names and manifests that say `pinned` are loaded and pinned at start-up;
+    other adapters are not; a new version of a pinned adapter is pinned in its turn."""
+    root = tmp_path / "adapters"
+    reg, engine = pinning_registry(tiny, root, pinned={"hot"}, max_pinned=3)
+    for name in ("hot", "by-manifest", "cold"):
+        publish(tiny["lora-a"], root, name)
+    pin_by_manifest(tiny, root / "by-manifest")
+    await reg.load_pinned()
+    loaded = reg.engine_loras()
+    assert sorted(a.name for a in loaded.values()) == ["by-manifest", "hot"]  # `cold` waits for a request
+    assert sorted(engine.pinned) == sorted(loaded) and all(a.pinned for a in loaded.values())
+
+    publish(tiny["lora-b"], root, "hot")
+    v2 = await reg.get("hot")
+    assert v2.pinned and engine.pinned[-1] == v2.lora_request.lora_int_id
+    assert not (await reg.get("cold")).pinned
+    reg.close()
+
+
+async def test_pins_beyond_the_allowance_are_refused_at_start_or_left_unpinned(tiny, tmp_path):
+    root = tmp_path / "adapters"
+    reg, _ = pinning_registry(tiny, root, pinned={"a", "b"}, max_pinned=1)
+    with pytest.raises(ValueError, match="at most 1 can be pinned"):
+        await reg.load_pinned()
+    reg.close()
+
+    reg, engine = pinning_registry(tiny, tmp_path / "more", max_pinned=1)
+    for name in ("m1", "m2"):
+        publish(tiny["lora-a"], tmp_path / "more", name)
+        pin_by_manifest(tiny, tmp_path / "more" / name)
+    await reg.load_pinned()
+    assert len(engine.pinned) == 1  # the second would take the last free slot
+    reg.close()
+
+
+async def test_a_pinned_name_that_cannot_be_served_stops_the_start(tiny, tmp_path):
+    reg, _ = pinning_registry(tiny, tmp_path / "adapters", pinned={"missing"}, max_pinned=3)
+    with pytest.raises(ValueError, match="--pin-adapters: .*missing"):
+        await reg.load_pinned()
     reg.close()

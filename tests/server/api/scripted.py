@@ -45,6 +45,20 @@ class ScriptedEngine:
     async def list_loras(self):
         return set(self.loras)
 
+    pinned: set[int] = set()
+
+    async def pin_lora(self, lora_id):
+        self.pinned = self.pinned | {lora_id}
+        return True
+
+    async def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+        """The worker extension's answer (server.in_engine.lora_residency): every LoRA in the
+        cache, the pinned ones and then the newest in the slots (max_loras of them)."""
+        assert method == "adapter_serve_lora_residency", method
+        slots = [*sorted(self.pinned & self.loras),
+                 *sorted(self.loras - self.pinned, reverse=True)][:self.vllm_config.lora_config.max_loras]
+        return [{"cache": sorted(self.loras), "slots": sorted(slots)}]
+
     async def pause_generation(self, *, mode="abort", clear_cache=True):
         self.paused = mode
 
@@ -65,4 +79,5 @@ class ScriptedEngine:
 
     async def remove_lora(self, lora_id):
         self.loras.discard(lora_id)
+        self.pinned = self.pinned - {lora_id}
         return True

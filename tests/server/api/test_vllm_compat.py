@@ -30,9 +30,9 @@ def engine_loras(client) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
     for family in text_string_to_metric_families(client.get("/metrics").text):
-        if family.name == "vllm:num_gpu_loaded_lora_adapters":
+        if family.name == "vllm:num_cpu_loaded_lora_adapters":
             return family.samples[0].value
-    raise AssertionError("no vllm:num_gpu_loaded_lora_adapters")
+    raise AssertionError("no vllm:num_cpu_loaded_lora_adapters")
 
 
 def served(client) -> set[str]:
