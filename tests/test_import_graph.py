@@ -96,35 +96,52 @@ print(json.dumps(sorted(sys.modules)))
 SITE = ROOT / "tests" / "e2e" / "serving_only_site"  # hides packages (its sitecustomize.py)
 
 
-def _api_process_modules(hidden: str = "", hidden_distributions: str = "") -> set[str]:
-    """Modules loaded by what `python -m server` loads in the API process: its __main__, the app
-    with every router (the /ui page and its feedback modules included), the request-path packages.
-    `hidden`: modules made absent, as in an install without them."""
+def _api_process(hidden: str = "", hidden_distributions: str = "") -> subprocess.Popen:
+    """A fresh interpreter that loads what `python -m server` loads in the API process: its
+    __main__, the app with every router (the /ui page and its feedback modules included), the
+    request-path packages; it prints the modules it then has. `hidden`: modules made absent, as
+    in an install without them."""
     env = dict(os.environ)
     if hidden:
         env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SITE), env.get("PYTHONPATH")])),
                    ADAPTER_SERVE_HIDDEN_MODULES=hidden, ADAPTER_SERVE_HIDDEN_DISTRIBUTIONS=hidden_distributions)
-    result = subprocess.run([sys.executable, "-c", API_PROCESS], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return subprocess.Popen([sys.executable, "-c", API_PROCESS], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def api_processes() -> dict[str, subprocess.Popen]:
+    """Both installs' API processes, started together: each import is one core's work for ~9 s."""
+    started = {"serving-only": _api_process(hidden="sklearn", hidden_distributions="scikit-learn"),
+               "full": _api_process()}
+    yield started
+    for proc in started.values():
+        if proc.poll() is None:  # a test that failed before reading it
+            proc.kill()
+            proc.communicate()
+
+
+def _modules(proc: subprocess.Popen) -> set[str]:
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-4000:]
+    return set(json.loads(stdout.strip().splitlines()[-1]))
 
 
 def _training_only(modules: set[str]) -> list[str]:
     return sorted({m.partition(".")[0] for m in modules if m.partition(".")[0] in TRAINING_ONLY_MODULES})
 
 
-def test_the_api_process_imports_no_training_dependency():
+def test_the_api_process_imports_no_training_dependency(api_processes):
     """As in a serving-only install, where scikit-learn is absent: transformers imports it whenever
     it is installed (next test), which is transformers' doing, not the server's."""
-    assert _training_only(_api_process_modules(hidden="sklearn", hidden_distributions="scikit-learn")) == []
+    assert _training_only(_modules(api_processes["serving-only"])) == []
 
 
-def test_only_transformers_pulls_scikit_learn_where_it_is_installed():
+def test_only_transformers_pulls_scikit_learn_where_it_is_installed(api_processes):
     """`from transformers import AutoTokenizer` (the server's, and vLLM's own) reaches
     transformers.generation.candidate_generator, which imports sklearn.metrics if scikit-learn is
     installed; sklearn imports pandas, pandas pyarrow. Nothing else training-only is loaded."""
-    loaded = _api_process_modules()
+    loaded = _modules(api_processes["full"])
     assert set(_training_only(loaded)) <= {"sklearn", "pyarrow"}
     if "sklearn" in loaded:
         assert "transformers.generation.candidate_generator" in loaded

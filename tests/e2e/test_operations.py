@@ -1,7 +1,7 @@
 """How the server ends and how it says no: as an operator meets it, on real server processes.
 
-Each scenario that kills or stops a server gets its own; the deadline and probe checks use the
-session server.
+Each scenario that kills or stops a server gets its own (the engine's death ends the one the queue
+limit's test leaves serving); the deadline and probe checks use the session server.
 """
 
 from __future__ import annotations
@@ -27,26 +27,53 @@ LONG = {"model": "base", "prompt": "go on and on", "max_tokens": 400, "ignore_eo
         "temperature": 0}
 
 
-@pytest.fixture
-def own_server(tiny, tmp_path):
-    """Start a server of its own with extra flags; whatever is left of it is killed after."""
-    started: list[ServerProcess] = []
+class OwnServers:
+    """Servers of their own, started with extra flags; whatever is left of them is killed after."""
 
-    def start(*flags: str) -> ServerProcess:
-        proc = ServerProcess(tiny["base"], tmp_path, tmp_path / f"server-{len(started)}.log",
-                             *flags)
-        started.append(proc)
+    def __init__(self, tiny, directory) -> None:
+        self.tiny, self.directory = tiny, directory
+        self.started: list[ServerProcess] = []
+
+    def start(self, *flags: str) -> ServerProcess:
+        proc = ServerProcess(self.tiny["base"], self.directory,
+                             self.directory / f"server-{len(self.started)}.log", *flags)
+        self.started.append(proc)
         proc.wait_ready()
         proc.family = psutil.Process(proc.proc.pid).children(recursive=True)
         return proc
 
-    yield start
-    for proc in started:
-        for p in [*proc.family, psutil.Process(proc.proc.pid) if proc.proc.poll() is None
-                  else None]:
-            if p is not None and p.is_running():
-                p.kill()
-        proc._log_file.close()
+    def kill_all(self) -> None:
+        for proc in self.started:
+            for p in [*proc.family, psutil.Process(proc.proc.pid) if proc.proc.poll() is None
+                      else None]:
+                if p is not None and p.is_running():
+                    p.kill()
+            proc._log_file.close()
+
+
+@pytest.fixture
+def own_server(tiny, tmp_path):
+    """Start a server of its own with extra flags (`own_server(*flags)`)."""
+    servers = OwnServers(tiny, tmp_path)
+    yield servers.start
+    servers.kill_all()
+
+
+@pytest.fixture(scope="module")
+def small_queues(tiny, tmp_path_factory):
+    """`small_queues()`: one server with room for 2 running and 1 queued request, for two
+    scenarios (a start costs ~12 s of both cores here): the queue limit's, which leaves it
+    serving, then the engine's death, which ends it. A test that finds it ended (run in another
+    order) gets a new one."""
+    servers = OwnServers(tiny, tmp_path_factory.mktemp("small-queues"))
+
+    def live() -> ServerProcess:
+        if not servers.started or servers.started[-1].proc.poll() is not None:
+            servers.start("--max-num-seqs", "2", "--max-queued-requests", "1")
+        return servers.started[-1]
+
+    yield live
+    servers.kill_all()
 
 
 def stream_lines(url: str, body: dict, out: list[str],
@@ -102,21 +129,6 @@ def test_sigkill_leaves_no_engine_process_behind(own_server):
     assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
                                     for p in engine), timeout=10), \
         [(p.pid, p.name()) for p in engine if p.is_running()]
-
-
-def test_engine_death_fails_requests_cleanly_and_exits_nonzero(own_server):
-    server = own_server()
-    lines: list[str] = []
-    thread = stream_lines(server.url + "/v1/completions", LONG, lines)
-    assert wait_for(lambda: len(lines) > 3, timeout=120), lines  # a fresh server warms up
-    core = next(p for p in server.family if "EngineCore" in p.name()
-                or "EngineCore" in " ".join(p.cmdline()))
-    core.kill()
-    thread.join(30)
-    assert lines[0] == "status 200" and lines[-1] == "data: [DONE]"
-    error = json.loads(lines[-2].removeprefix("data: "))["error"]
-    assert error["code"] == "service_unavailable", error
-    assert server.proc.wait(30) == 3
 
 
 def test_sigterm_refuses_new_requests_and_aborts_what_outlasts_the_drain(own_server):
@@ -196,8 +208,8 @@ def test_sigterm_resumes_generation_that_a_trainer_paused(own_server):
     assert result[0].status_code == 200 and result[0].json()["usage"]["completion_tokens"] == 40
 
 
-def test_queue_limit_answers_429_with_retry_after(own_server):
-    server = own_server("--max-num-seqs", "2", "--max-queued-requests", "1")
+def test_queue_limit_answers_429_with_retry_after(small_queues):
+    server = small_queues()
     results: list = []
 
     def post(stream: bool) -> None:
@@ -227,6 +239,21 @@ def test_queue_limit_answers_429_with_retry_after(own_server):
     rejected = value(scrape(httpx.Client(base_url=server.url)),
                      "server_rejected_requests_total", reason="queued_requests")
     assert rejected == 5
+
+
+def test_engine_death_fails_requests_cleanly_and_exits_nonzero(small_queues):
+    server = small_queues()  # the queue test's (above), which leaves it serving
+    lines: list[str] = []
+    thread = stream_lines(server.url + "/v1/completions", LONG, lines)
+    assert wait_for(lambda: len(lines) > 3, timeout=120), lines  # a fresh server warms up
+    core = next(p for p in server.family if "EngineCore" in p.name()
+                or "EngineCore" in " ".join(p.cmdline()))
+    core.kill()
+    thread.join(30)
+    assert lines[0] == "status 200" and lines[-1] == "data: [DONE]"
+    error = json.loads(lines[-2].removeprefix("data: "))["error"]
+    assert error["code"] == "service_unavailable", error
+    assert server.proc.wait(30) == 3
 
 
 def test_request_deadline_is_504_and_aborts(http, server, client):
