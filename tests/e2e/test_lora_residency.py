@@ -14,7 +14,9 @@ import shutil
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import oracle
 from tests.e2e.helpers import publish
+from tests.e2e.test_lora_matches_peft import MAX_NEW, served_ids
 
 SLOTS = 4  # the session server's --max-loras (tests/conftest.py)
 
@@ -36,7 +38,7 @@ def rank(adapter) -> str:
     return str(json.loads((adapter / "adapter_config.json").read_text())["r"])
 
 
-def test_the_pinned_adapter_keeps_its_slot_while_others_are_evicted_in_lru_order(server, http, tiny):
+def test_the_pinned_adapter_keeps_its_slot_while_others_are_evicted_in_lru_order(server, http, client, tiny):
     names = [f"resident-{i}" for i in range(2 * (SLOTS - 1))]  # twice the unpinned slots
     for name in names:
         publish(tiny["lora-b"], server.adapters, name)
@@ -55,6 +57,11 @@ def test_the_pinned_adapter_keeps_its_slot_while_others_are_evicted_in_lru_order
         assert gauges["vllm:num_cpu_loaded_lora_adapters"] >= SLOTS + len(evicted)
         assert gauges["vllm:lora_adapter_load_seconds_count"] >= before["vllm:lora_adapter_load_seconds_count"] \
             + len(names)
+        # Swapped in and out of slots, every adapter still answers with its own weights (the
+        # LoRA ops patch their copies of a slot when vLLM writes it: lora_ops/slot_writes.py).
+        prompt = oracle.tokenizer(tiny["base"]).encode("The quick brown fox")
+        for name, source in [("lora-a", tiny["lora-a"]), *((n, tiny["lora-b"]) for n in names[::2])]:
+            assert served_ids(client, name, prompt) == oracle.greedy(tiny["base"], prompt, MAX_NEW, source), name
     finally:
         for name in names:
             assert http.delete(f"/v1/adapters/{name}").status_code == 200

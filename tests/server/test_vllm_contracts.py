@@ -230,6 +230,22 @@ def _():
             "LoRAModelManager no longer keeps its slot table `lora_index_to_id`")
 
 
+@contract("lora-slot-writes")
+def _():
+    from vllm.lora.layers.base_linear import BaseLinearLayerWithLoRA
+    from vllm.lora.model_manager import LoRAModelManager
+
+    original = theirs(LoRAModelManager, "activate_adapter")
+    require(original is not None, "LoRAModelManager.activate_adapter is gone")
+    require_params(original, "self", "lora_id", exactly=True)
+    text = source(original)
+    require("lora_index_to_id[index]" in text and "set_lora(" in text and "reset_lora(" in text,
+            "activate_adapter no longer writes the slot it records in lora_index_to_id through "
+            "set_lora / reset_lora")
+    for name in ("lora_a_stacked", "lora_b_stacked"):
+        require(has_member(BaseLinearLayerWithLoRA, name), f"LoRA layers no longer keep `{name}`")
+
+
 # ---- Embeddings, int8 bases ------------------------------------------------------------------
 
 @contract("no-lora-on-embeddings")

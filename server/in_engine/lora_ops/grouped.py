@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from server.in_engine.lora_ops import native
+from server.in_engine.lora_ops import native, slot_writes
 
 GROUPED_MIN_TOKENS = 128
 """With the native kernel, an adapter with at least this many tokens in a step gets the grouped
@@ -124,29 +124,44 @@ def _as_3d(w: torch.Tensor) -> torch.Tensor:
     return w[:, 0] if w.dim() == 4 else w
 
 
-def _cached(w: torch.Tensor, kind, dtype: torch.dtype, make, version=None) -> torch.Tensor:
-    """A derived copy of a stacked weight, rebuilt when the weight changes.
+def _cached(owner: torch.Tensor, kind, dtype: torch.dtype, weights: tuple[torch.Tensor, ...], make,
+            update=None):
+    """A copy derived from stacked weights (`weights`), rebuilt or patched when they change.
 
     vLLM writes adapters into the stacked tensors in place (set_lora / reset_lora), which bumps
-    the tensor's version counter; the copy is keyed on it. The copy lives on the tensor object.
+    each tensor's version counter; the copy is keyed on them and lives on the `owner` tensor.
+    `update(copy, slots)` re-derives only the given slots of the copy in place: used when
+    `slot_writes` knows every slot written since the copy was made (vLLM activating adapters),
+    so that swapping one adapter in costs one slot's work, not all of them.
     """
-    cache = getattr(w, _CACHE_ATTR, None)
+    cache = getattr(owner, _CACHE_ATTR, None)
     if cache is None:
         cache = {}
-        setattr(w, _CACHE_ATTR, cache)
+        setattr(owner, _CACHE_ATTR, cache)
     key = (kind, dtype)
-    version = w._version if version is None else version
+    versions = tuple(t._version for t in weights)
     hit = cache.get(key)
-    if hit is not None and hit[0] == version:
-        return hit[1]
+    if hit is not None:
+        if hit[0] == versions:
+            return hit[1]
+        slots = slot_writes.since(weights, hit[0]) if update is not None else None
+        if slots is not None:
+            update(hit[1], sorted(slots))
+            cache[key] = (versions, hit[1])
+            return hit[1]
     value = make()
-    cache[key] = (version, value)
+    cache[key] = (versions, value)
     return value
 
 
 def stacked_a(a_stacked: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[slots, r, H] in the shrink's compute dtype, contiguous."""
-    return _cached(a_stacked, "a", dtype, lambda: _as_3d(a_stacked).to(dtype).contiguous())
+    def update(out: torch.Tensor, slots: list[int]) -> None:
+        a = _as_3d(a_stacked)
+        for s in slots:
+            out[s].copy_(a[s])
+    return _cached(a_stacked, "a", dtype, (a_stacked,),
+                   lambda: _as_3d(a_stacked).to(dtype).contiguous(), update)
 
 
 def stacked_b(b_stacked: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -154,7 +169,13 @@ def stacked_b(b_stacked: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     def make() -> torch.Tensor:
         b = _as_3d(b_stacked)  # [slots, O, r]
         return b.transpose(1, 2).to(dtype).reshape(b.shape[0] * b.shape[2], b.shape[1]).contiguous()
-    return _cached(b_stacked, "b", dtype, make)
+
+    def update(out: torch.Tensor, slots: list[int]) -> None:
+        b = _as_3d(b_stacked)
+        r = b.shape[2]
+        for s in slots:
+            out[s * r:(s + 1) * r].copy_(b[s].T)
+    return _cached(b_stacked, "b", dtype, (b_stacked,), make, update)
 
 
 def _rows(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
@@ -232,16 +253,19 @@ def expand(out: torch.Tensor, buf: torch.Tensor, b_stacked: torch.Tensor, groups
 def _native_plan(a_stacked: tuple[torch.Tensor, ...], b_stacked: tuple[torch.Tensor, ...],
                  output_slices: tuple[int, ...], dtype: torch.dtype) -> native.Kernel | None:
     """The native kernel bound to this module's weights (packed copies), or None when it cannot
-    serve them. Built once per weight version, like the copies above; this runs for every LoRA'd
-    module in every step, so it is kept to the version check."""
-    versions = tuple(t._version for t in (*a_stacked, *b_stacked))
+    serve them. Built once, patched per slot written, like the copies above; this runs for every
+    LoRA'd module in every step, so it is kept to the version check."""
+    weights = (*a_stacked, *b_stacked)
 
     def make() -> native.Kernel | None:
-        weights = (*a_stacked, *b_stacked)
         if not all(t.dtype == dtype for t in weights):
             return None
         return native.Kernel([_as_3d(t) for t in a_stacked], [_as_3d(t) for t in b_stacked], output_slices)
-    return _cached(a_stacked[0], ("native", len(a_stacked)), dtype, make, versions)
+
+    def update(kernel: native.Kernel | None, slots: list[int]) -> None:
+        if kernel is not None:
+            kernel.update([_as_3d(t) for t in a_stacked], [_as_3d(t) for t in b_stacked], slots)
+    return _cached(a_stacked[0], ("native", len(a_stacked)), dtype, weights, make, update)
 
 
 def stacked_a_slices(a_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -250,25 +274,38 @@ def stacked_a_slices(a_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) ->
     def make() -> torch.Tensor:
         a = torch.stack([_as_3d(t) for t in a_stacked], 1)  # [slots, n, r, H]
         return a.to(dtype).reshape(-1, a.shape[-1]).contiguous()
-    versions = tuple(t._version for t in a_stacked)
-    return _cached(a_stacked[0], ("a_slices", len(a_stacked)), dtype, make, versions)
+
+    def update(out: torch.Tensor, slots: list[int]) -> None:
+        a = [_as_3d(t) for t in a_stacked]
+        view = out.view(a[0].shape[0], len(a), *a[0].shape[1:])
+        for s in slots:
+            for i, t in enumerate(a):
+                view[s, i].copy_(t[s])
+    return _cached(a_stacked[0], ("a_slices", len(a_stacked)), dtype, a_stacked, make, update)
 
 
 def stacked_b_blocks(b_stacked: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
     """[slots * n * r, sum(O_i)]: rows as in `stacked_a_slices`; row (slot, i, k) holds
     B_i[slot][:, k] in slice i's output columns and zeros elsewhere (block-diagonal per slot),
     so one matmul expands every slice into adjacent output columns."""
+    def blocks(bs: list[torch.Tensor], out: torch.Tensor, slots) -> None:
+        offset = 0
+        for i, b in enumerate(bs):
+            out[slots, i, :, offset:offset + b.shape[1]] = b[slots].transpose(1, 2)
+            offset += b.shape[1]
+
     def make() -> torch.Tensor:
         bs = [_as_3d(t) for t in b_stacked]  # [slots, O_i, r] each
         slots, r = bs[0].shape[0], bs[0].shape[2]
         out = torch.zeros(slots, len(bs), r, sum(b.shape[1] for b in bs), dtype=dtype, device=bs[0].device)
-        offset = 0
-        for i, b in enumerate(bs):
-            out[:, i, :, offset:offset + b.shape[1]] = b.transpose(1, 2)
-            offset += b.shape[1]
+        blocks(bs, out, slice(None))
         return out.reshape(-1, out.shape[-1])
-    versions = tuple(t._version for t in b_stacked)
-    return _cached(b_stacked[0], ("b_blocks", len(b_stacked)), dtype, make, versions)
+
+    def update(out: torch.Tensor, slots: list[int]) -> None:
+        bs = [_as_3d(t) for t in b_stacked]
+        view = out.view(bs[0].shape[0], len(bs), bs[0].shape[2], out.shape[-1])
+        blocks(bs, view, torch.tensor(slots))
+    return _cached(b_stacked[0], ("b_blocks", len(b_stacked)), dtype, b_stacked, make, update)
 
 
 def lora_linear(y: torch.Tensor, x: torch.Tensor, a_stacked: tuple[torch.Tensor, ...],

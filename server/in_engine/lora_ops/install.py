@@ -12,6 +12,8 @@ kernels. Two changes to the CPU platform class, and one to the model runner (3.)
    (tensor parallel) still goes through vLLM's Python ops and stays eager.
 3. Prompt log-probabilities: the model runner's `_get_prompt_logprobs_dict` is wrapped so that
    our wrapper's lm_head LoRA applies each scored prompt token's own adapter (vLLM's crashes).
+4. Adapter swaps: the LoRA model manager's `activate_adapter` is wrapped to log the slot it
+   writes, so that our ops re-derive that slot's copies only (`slot_writes`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,17 @@ def install() -> bool:
         cls.get_punica_wrapper = classmethod(mark("cpu-punica-wrapper", get_punica_wrapper, original))
     _keep_compilation_with_lora(cls)
     _score_prompts_per_token()
+    _log_slot_writes()
     return True
+
+
+def _log_slot_writes() -> None:
+    """Adapter swaps patch our derived weights per slot: see `server.in_engine.lora_ops.slot_writes`."""
+    from vllm.lora.model_manager import LoRAModelManager
+
+    from server.in_engine.lora_ops.slot_writes import logging_activations
+
+    LoRAModelManager.activate_adapter = logging_activations(LoRAModelManager.activate_adapter)
 
 
 def _score_prompts_per_token() -> None:

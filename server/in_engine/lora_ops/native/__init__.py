@@ -140,31 +140,46 @@ class Kernel:
     """The kernel bound to one LoRA'd module's stacked weights, packed as `bgmv.cpp` reads them.
 
     a[i] [slots, r, H] and b[i] [slots, O_i, r] (vLLM's stacks without the 1 dim), all of one
-    dtype in `_SYMBOLS`. The packed copies are kept here; rebuild when the weights change."""
+    dtype in `_SYMBOLS`. The packed copies are kept here: rebuild when the weights change, or
+    `update` the slots that did."""
 
     def __init__(self, a: list[torch.Tensor], b: list[torch.Tensor], output_slices: tuple[int, ...]):
         slots, rank, hidden = a[0].shape
         # bf16 on CPUs with AVX512_BF16: columns 32 at a time and ranks in pairs (see bgmv.cpp).
-        paired = a[0].dtype == torch.bfloat16 and library().lora_bf16_paired_layout() == 1
-        cols = 32 if paired else 16
-        rank_p, hidden_p = _round_up(rank, 8), _round_up(hidden, cols)
-        packed_a = [_padded(t, slots, rank_p, hidden_p).view(slots, rank_p // 8, 8, hidden_p // cols, cols)
-                    .permute(0, 1, 3, 2, 4).contiguous() for t in a]
-        packed_b = []
-        for t in b:
-            out_p = _round_up(t.shape[1], 64)
-            bt = _padded(t.transpose(1, 2), slots, rank_p, out_p)  # [slots, r, O]
-            if paired:  # [slots, O/64, r/2, 64, 2]
-                bt = bt.view(slots, rank_p // 2, 2, out_p // 64, 64).permute(0, 3, 1, 4, 2)
-            else:  # [slots, O/64, r, 64]
-                bt = bt.view(slots, rank_p, out_p // 64, 64).permute(0, 2, 1, 3)
-            packed_b.append(bt.contiguous())
-        self._tensors = (*packed_a, *packed_b)
+        self._paired = a[0].dtype == torch.bfloat16 and library().lora_bf16_paired_layout() == 1
+        self._rank_p = _round_up(rank, 8)
+        self._tensors = (*(self._pack_a(t) for t in a), *(self._pack_b(t) for t in b))
         self._sizes = torch.tensor(output_slices, dtype=torch.int64)
         self._weights = (ctypes.c_void_p * (2 * len(a)))(*[t.data_ptr() for t in self._tensors])
         self._b = ctypes.byref(self._weights, len(a) * ctypes.sizeof(ctypes.c_void_p))
         self._fn = getattr(library(), _SYMBOLS[a[0].dtype])
-        self._fixed = (hidden, rank_p, len(a))
+        self._fixed = (hidden, self._rank_p, len(a))
+
+    def _pack_a(self, t: torch.Tensor) -> torch.Tensor:
+        """[k, r, H] (k slots) -> the kernel's layout of A, slot-major."""
+        slots, _, hidden = t.shape
+        cols = 32 if self._paired else 16
+        hidden_p = _round_up(hidden, cols)
+        return (_padded(t, slots, self._rank_p, hidden_p).view(slots, self._rank_p // 8, 8, hidden_p // cols, cols)
+                .permute(0, 1, 3, 2, 4).contiguous())
+
+    def _pack_b(self, t: torch.Tensor) -> torch.Tensor:
+        """[k, O, r] (k slots) -> the kernel's layout of B, slot-major."""
+        slots, out, rank_p = t.shape[0], _round_up(t.shape[1], 64), self._rank_p
+        bt = _padded(t.transpose(1, 2), slots, rank_p, out)  # [slots, r, O]
+        if self._paired:  # [slots, O/64, r/2, 64, 2]
+            bt = bt.view(slots, rank_p // 2, 2, out // 64, 64).permute(0, 3, 1, 4, 2)
+        else:  # [slots, O/64, r, 64]
+            bt = bt.view(slots, rank_p, out // 64, 64).permute(0, 2, 1, 3)
+        return bt.contiguous()
+
+    def update(self, a: list[torch.Tensor], b: list[torch.Tensor], slots: list[int]) -> None:
+        """Re-pack the given slots of the weights, in place (the kernel keeps their addresses)."""
+        index = torch.tensor(slots)
+        for packed, t in zip(self._tensors, a):
+            packed[index] = self._pack_a(t[index])
+        for packed, t in zip(self._tensors[len(a):], b):
+            packed[index] = self._pack_b(t[index])
 
     def __call__(self, y: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, tokens: torch.Tensor,
                  scale: float) -> None:

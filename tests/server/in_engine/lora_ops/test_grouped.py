@@ -16,7 +16,7 @@ from vllm.lora.ops.torch_ops import bgmv_expand_slice, bgmv_shrink, sgmv_expand_
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 from vllm.lora.punica_wrapper.utils import compute_meta
 
-from server.in_engine.lora_ops import grouped, native
+from server.in_engine.lora_ops import grouped, native, slot_writes
 from server.in_engine.lora_ops.grouped import LoRAGroups, expand, shrink
 from server.in_engine.lora_ops.punica import GroupedPunicaWrapperCPU
 
@@ -245,3 +245,46 @@ def test_lora_logits_match_vllm(kind, form):
     reference_wrapper(index, slots).add_lora_logits(magnitude, x.abs(), a[0].abs(), b[0].abs(), 0.5)
     assert_matches(outs[1], outs[0], magnitude)
     assert torch.equal(outs[1], y0) == (kind == "none")
+
+
+def test_logged_slot_writes_patch_the_copies_in_place(form):
+    """An adapter swapped into a slot (vLLM's activate_adapter, logged by slot_writes) updates
+    that slot of every derived copy in place: same objects, same results as a rebuild."""
+    g = torch.Generator().manual_seed(17)
+    slices = (64, 48)
+    a, b = weights(g, 5, 8, 32, slices, torch.bfloat16)
+    x = torch.randn(6, 32, generator=g).to(torch.bfloat16)
+    y0 = torch.zeros(6, sum(slices), dtype=torch.bfloat16)
+    index = [0, 1, 2, -1, 1, 3]
+    run_wrappers(index, slices, a, b, x, y0)  # fills the caches
+    def copies() -> dict:
+        return {(i, k): id(v[1]) for i, t in enumerate((*a, *b))
+                for k, v in getattr(t, grouped._CACHE_ATTR, {}).items()}
+    before_swaps = copies()
+    assert before_swaps
+    for slot in (1, 3):  # two activations, each logged
+        before = [t._version for t in (*a, *b)]
+        for t in (*a, *b):
+            t[slot] = 0  # vLLM's set_lora: zero the slot, then copy the adapter in
+            t[slot, 0, :, :].copy_(torch.randn(t.shape[2:], generator=g) * 0.1)
+        slot_writes.record((*a, *b), before, slot)
+    ref, ours, magnitude = run_wrappers(index, slices, a, b, x, y0)
+    assert_matches(ours, ref, magnitude)
+    assert copies() == before_swaps
+
+
+def test_slot_write_chains():
+    t = torch.zeros(4, 2)
+    v0 = t._version
+    before = [t._version]
+    t[1] = 1
+    slot_writes.record([t], before, 1)
+    assert slot_writes.since([t], [v0]) == {1}
+    before = [t._version]
+    t[2] = 1
+    slot_writes.record([t], before, 2)
+    assert slot_writes.since([t], [v0]) == {1, 2}
+    assert slot_writes.since([t], [before[0]]) == {2}
+    t[0] = 1  # a write nobody logged: the chain is broken
+    assert slot_writes.since([t], [v0]) is None
+    assert slot_writes.since([t], [t._version]) == set()
