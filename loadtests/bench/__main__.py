@@ -6,6 +6,13 @@
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-8,lora-48 --max-loras 4
     .venv/bin/python -m loadtests.bench --contenders ours --workloads lora-8,lora-256,lora-1000 --max-loras default
     .venv/bin/python -m loadtests.bench --contenders ours,stock-vllm --workloads lora-1,cold
+    .venv/bin/python -m loadtests.bench --model-shape qwen2.5-0.5b --contenders ours,stock-vllm \
+        --workloads base,lora-8,lora-1000,soft,lora-1,cold --max-loras default --concurrency 16 --rounds 3
+
+`--model-shape`: the bench model is a random Llama of the `bench` shape (~26M parameters, the
+default) or of Qwen2.5-0.5B's shapes (`qwen2.5-0.5b`: 494M parameters, ~1 GB in bfloat16, rank-16
+LoRAs of 17.6 MB), built once with its adapters into a folder of its own
+(loadtests/results/assets-qwen2.5-0.5b unless --assets says otherwise).
 
 Two kinds of workload are not run by default:
 - `lora-N`, any N above 8 (`lora-48`, `lora-256`, `lora-1000`, ...): round robin over N rank-16
@@ -47,7 +54,14 @@ import time
 from pathlib import Path
 
 from loadtests.bench import report
-from loadtests.bench.assets import NUM_LORAS, ensure_assets, ensure_many_loras
+from loadtests.bench.assets import (
+    DEFAULT_SHAPE,
+    NUM_LORAS,
+    SHAPES,
+    BenchAssets,
+    ensure_assets,
+    ensure_many_loras,
+)
 from loadtests.bench.contender import Contender
 from loadtests.bench.hf_peft import HFPeft
 from loadtests.bench.load import QueueSample, run_cell, summarize
@@ -85,7 +99,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="concurrency 1 and 16, 3 s warm-up + 12 s cells")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: loadtests/results/<time>)")
-    p.add_argument("--assets", type=Path, default=RESULTS / "assets", help="bench model + adapters (built if absent)")
+    p.add_argument("--model-shape", default=DEFAULT_SHAPE, choices=SHAPES,
+                   help=f"the bench model's shapes (random weights, bfloat16): {DEFAULT_SHAPE} (~26M "
+                        "parameters, the default) or qwen2.5-0.5b (Qwen2.5-0.5B's, 494M parameters)")
+    p.add_argument("--assets", type=Path, default=None,
+                   help=f"bench model + adapters, built if absent (default: {RESULTS}/assets for the "
+                        f"{DEFAULT_SHAPE} shape, {RESULTS}/assets-<shape> for another)")
     p.add_argument("--contenders", default="ours,stock-vllm,stock-vllm-nolora,hf-peft",
                    help=f"comma-separated, among {', '.join(CONTENDERS)}")
     p.add_argument("--workloads", default="base,lora-1,lora-8,soft",
@@ -132,7 +151,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.max_loras < 1 or args.max_cpu_loras < args.max_loras:
             p.error("need 1 <= --max-loras <= --max-cpu-loras")
     args.out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    args.assets = args.assets or default_assets(args.model_shape)
     return args
+
+
+def default_assets(shape: str) -> Path:
+    """Each shape's assets in a folder of their own; the bench shape's where they always were."""
+    return RESULTS / ("assets" if shape == DEFAULT_SHAPE else f"assets-{shape}")
+
+
+def model_note(assets: BenchAssets) -> str:
+    """The results' line on which model the tables are about (results.md shows the notes)."""
+    built = assets.built()
+    parameters = f" ({built['parameters']:,} parameters)" if built.get("parameters") else ""
+    return (f"model: a random Llama of model shape `{built['shape']}`{parameters}, bfloat16, "
+            f"assets in {assets.root}")
 
 
 def start(contender: Contender, args, results: dict) -> ServerProcess:
@@ -250,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     install_cleanup()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"assets: {args.assets} (building on first use)", flush=True)
-    assets = ensure_assets(args.assets)
+    print(f"assets: {args.assets}, model shape {args.model_shape} (building on first use)", flush=True)
+    assets = ensure_assets(args.assets, args.model_shape)
     most = most_loras(args.workloads)
     if most:  # the smaller lora-N use the first of them
         print(f"assets: {most} LoRAs (building the missing ones)", flush=True)
@@ -259,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     all_workloads = workloads(assets, args.workloads)
     results = {
         "command": shlex.join([".venv/bin/python", "-m", "loadtests.bench", *(sys.argv[1:] if argv is None else argv)]),
+        "model_shape": assets.built()["shape"], "model_parameters": assets.built().get("parameters"),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average at start "
                    f"{os.getloadavg()[0]:.1f}",
@@ -267,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_loras": SERVER_DEFAULT if args.max_loras is None else args.max_loras,
         "max_cpu_loras": SERVER_DEFAULT if args.max_cpu_loras is None else args.max_cpu_loras,
         "descriptions": {n: CONTENDERS[n].description for n in args.contenders},
-        "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [],
+        "startup_s": {}, "peak_rss_bytes": {}, "cells": [], "notes": [model_note(assets)],
     }
 
     if "json" in args.workloads:

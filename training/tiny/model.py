@@ -13,6 +13,7 @@ Usage:
     from training.tiny.model import SPECS, build_base_model
     path = build_base_model("/tmp/tiny-llama", spec="test")                # ~0.4M params, float32
     path = build_base_model("/tmp/bench-llama", spec="bench", dtype="bfloat16")
+    path = build_base_model("/tmp/qwen-shaped", spec="qwen2.5-0.5b", dtype="bfloat16")  # ~1 GB, ~1 min
     # or: python -m training.tiny base --out /tmp/tiny-llama --spec test
 """
 
@@ -37,7 +38,14 @@ class TinyLlamaSpec:
     """Shape and initialisation of a small Llama model."""
 
     vocab_size: int = 512
-    """Tokenizer and embedding size; byte-level BPE needs at least 262 (256 bytes + 6 specials)."""
+    """Rows of the embedding and lm_head; also the tokenizer's size unless tokenizer_vocab_size
+    is set. Byte-level BPE needs at least 262 (256 bytes + 6 specials)."""
+    tokenizer_vocab_size: int | None = None
+    """Size of our BPE tokenizer when smaller than vocab_size (None: vocab_size). A model as wide
+    as a real vocabulary (151,936) pays the real embedding and lm_head costs, while its
+    tokenizer stays the small offline one (a BPE trained on our small corpus would not reach
+    such a size anyway); ids past the tokenizer are never input, and printable_output keeps
+    them out of the output."""
     hidden_size: int = 128
     """Width of the residual stream; must equal num_attention_heads * head_dim."""
     intermediate_size: int = 256
@@ -53,7 +61,11 @@ class TinyLlamaSpec:
     max_position_embeddings: int = 2048
     """Longest sequence (also the tokenizer's model_max_length and vLLM's default max_model_len)."""
     tie_word_embeddings: bool = False
-    """Share embed_tokens and lm_head; off, as vLLM LoRA and prompt embeddings assume separate ones."""
+    """Share embed_tokens and lm_head. Off by default (separate matrices were assumed when vLLM LoRA
+    and prompt embeddings were first tried); on, vLLM ties lm_head to embed_tokens itself, LoRAs
+    on linear layers are unaffected, and printable_output's zero rows are then also those
+    tokens' input embeddings (<s> and the role markers enter as zero vectors, a position every
+    layer keeps at zero: harmless for a random model)."""
     init_std: float = 0.1
     """Std of the normal init of every matrix; larger than Llama's 0.02 so random models are not degenerate."""
     printable_output: bool = True
@@ -75,6 +87,14 @@ class TinyLlamaSpec:
             )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_key_value_heads must divide num_attention_heads")
+        if self.tokenizer_vocab_size is not None and self.tokenizer_vocab_size > self.vocab_size:
+            raise ValueError(f"tokenizer_vocab_size ({self.tokenizer_vocab_size}) must not exceed "
+                             f"vocab_size ({self.vocab_size})")
+
+    def tokenizer(self) -> PreTrainedTokenizerFast:
+        """The spec's own tokenizer: `tokenizer_vocab_size` (or `vocab_size`) tokens, its seed and max length."""
+        return build_tokenizer(self.tokenizer_vocab_size or self.vocab_size, self.seed,
+                               model_max_length=self.max_position_embeddings)
 
     def to_config(self, dtype: str = "float32", tokenizer: PreTrainedTokenizerFast | None = None) -> LlamaConfig:
         """The transformers config; special token ids come from `tokenizer` (default: ours, 0/1/2)."""
@@ -119,6 +139,18 @@ SPECS: dict[str, TinyLlamaSpec] = {
         vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
         num_attention_heads=32, num_key_value_heads=4, head_dim=64, max_position_embeddings=4096,
     ),
+    # 494M params (Qwen2.5-0.5B's shapes: 24 layers, 14 query / 2 KV heads of 64, tied embeddings,
+    # 151,936 vocabulary rows): the benchmark at a real model's size (`python -m loadtests.bench
+    # --model-shape qwen2.5-0.5b`), ~1 GB in bf16. A Llama, not a Qwen2: of Qwen2's differences
+    # only the bias of q/k/v_proj costs anything (27,648 parameters, 0.006% of the model, a vector
+    # add per projection), negligibly (rope theta, norm eps and the 32k context change no step's
+    # cost at the bench's lengths). The tokenizer is our 512-token one; the other 151,424 lm_head
+    # rows are zero (printable_output) but still multiplied at every step.
+    "qwen2.5-0.5b": TinyLlamaSpec(
+        vocab_size=151_936, tokenizer_vocab_size=512, hidden_size=896, intermediate_size=4864,
+        num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, head_dim=64,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -143,8 +175,10 @@ def init_weights(model: torch.nn.Module, std: float, seed: int) -> None:
             param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) * std)
 
 
-def unprintable_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
-    """Ids of added/special tokens and of tokens whose text is not whole, printable UTF-8."""
+def unprintable_token_ids(tokenizer: PreTrainedTokenizerFast, vocab_size: int | None = None) -> list[int]:
+    """Ids of added/special tokens and of tokens whose text is not whole, printable UTF-8; with
+    `vocab_size` (the model's rows) also the ids past the tokenizer's end, which no text maps to
+    and the tokenizer cannot decode."""
     special = set(tokenizer.added_tokens_decoder)
     bad = []
     for token_id in range(len(tokenizer)):
@@ -153,28 +187,30 @@ def unprintable_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
         printable = text and "\ufffd" not in text and all(c.isprintable() or c in "\n\t" for c in text)
         if token_id in special or not printable:
             bad.append(token_id)
-    return bad
+    return bad + list(range(len(tokenizer), vocab_size or 0))
 
 
 def build_model(spec: str | TinyLlamaSpec = "test", dtype: str = "float32",
                 tokenizer: PreTrainedTokenizerFast | None = None) -> LlamaForCausalLM:
     """The in-memory model with seeded random weights, in `dtype` (init is always in float32).
 
-    `tokenizer` (default: `build_tokenizer(spec.vocab_size, spec.seed)`) gives the special token
-    ids and, with `spec.printable_output`, the tokens to silence.
+    `tokenizer` (default: `spec.tokenizer()`) gives the special token ids and, with
+    `spec.printable_output`, the tokens to silence.
     """
     spec = resolve_spec(spec)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if tokenizer is None:
-        tokenizer = build_tokenizer(spec.vocab_size, spec.seed, model_max_length=spec.max_position_embeddings)
+        tokenizer = spec.tokenizer()
     model = LlamaForCausalLM(spec.to_config("float32", tokenizer))
     init_weights(model, spec.init_std, spec.seed)
     if spec.printable_output:
         # A zero row gives logit 0 while the other ~400 logits are N(0, (init_std * sqrt(hidden))²),
-        # so greedy decoding never picks these tokens (their max is ~3 std above 0).
+        # so greedy decoding never picks these tokens (their max is ~3 std above 0). The rows past
+        # the tokenizer are zeroed too: they are still multiplied (full lm_head cost), never chosen.
         with torch.no_grad():
-            model.get_output_embeddings().weight[unprintable_token_ids(tokenizer)] = 0.0
+            silent = unprintable_token_ids(tokenizer, spec.vocab_size)
+            model.get_output_embeddings().weight[silent] = 0.0
     # Init in float32 then cast: bf16 weights are the rounded float32 ones, same seed -> same model.
     model = model.to(DTYPES[dtype])
     model.config.dtype = dtype
@@ -185,12 +221,12 @@ def build_base_model(out_dir: str | Path, spec: str | TinyLlamaSpec = "test", dt
                      tokenizer: PreTrainedTokenizerFast | None = None) -> Path:
     """Build and save a complete checkpoint (weights, configs, tokenizer) into `out_dir`; return it.
 
-    `tokenizer` defaults to `build_tokenizer(spec.vocab_size, spec.seed)`; a given one must not
-    have more tokens than `spec.vocab_size`.
+    `tokenizer` defaults to `spec.tokenizer()`; a given one must not have more tokens than
+    `spec.vocab_size`.
     """
     spec = resolve_spec(spec)
     if tokenizer is None:
-        tokenizer = build_tokenizer(spec.vocab_size, spec.seed, model_max_length=spec.max_position_embeddings)
+        tokenizer = spec.tokenizer()
     model = build_model(spec, dtype, tokenizer)
     out = Path(out_dir)
     # transformers 5 always writes safetensors (its save_pretrained ignores safe_serialization),

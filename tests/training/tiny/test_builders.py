@@ -26,6 +26,7 @@ from training.tiny import (
 )
 from training.tiny.__main__ import main as cli_main
 from training.tiny.adapters import ALL_LINEAR, load_base
+from training.tiny.model import unprintable_token_ids
 
 PROMPTS = ["Hello there", "What is 2 + 3?", "Reverse the word: apple", "The quick brown fox"]
 
@@ -136,6 +137,38 @@ def test_preset_sizes():
     assert count_parameters("test") < 1_000_000
     assert 4_000_000 < count_parameters("demo") < 6_000_000
     assert 22_000_000 < count_parameters("bench") < 30_000_000
+
+
+def test_qwen_shaped_spec():
+    """Qwen2.5-0.5B's shapes (the bench's --model-shape qwen2.5-0.5b); too big to build in a test."""
+    spec = SPECS["qwen2.5-0.5b"]
+    config = spec.to_config("bfloat16")
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (24, 896, 4864)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (14, 2, 64)
+    assert config.vocab_size == 151_936 and config.tie_word_embeddings and config.dtype == torch.bfloat16
+    # Qwen2.5-0.5B's 494,032,768 less its q/k/v biases (24 layers * (896 + 128 + 128)).
+    assert count_parameters(spec) == 494_032_768 - 24 * 1152
+    assert spec.tokenizer_vocab_size == 512
+    with pytest.raises(ValueError, match="tokenizer_vocab_size"):
+        TinyLlamaSpec(vocab_size=512, tokenizer_vocab_size=1024)
+
+
+def test_tied_model_wider_than_its_tokenizer(tmp_path):
+    """The qwen2.5-0.5b spec's features at a tiny size: the rows past the tokenizer are zero (never
+    emitted), one tied matrix is saved, and the output is still printable and varied."""
+    spec = TinyLlamaSpec(vocab_size=1024, tokenizer_vocab_size=512, tie_word_embeddings=True)
+    base = build_base_model(tmp_path / "tied", spec=spec)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    assert len(tokenizer) == 512
+    weights = tensors(base / "model.safetensors")
+    assert "lm_head.weight" not in weights
+    embed = weights["model.embed_tokens.weight"]
+    assert embed.shape == (1024, spec.hidden_size)
+    zero_rows = set(torch.nonzero(embed.abs().sum(dim=1) == 0).flatten().tolist())
+    assert zero_rows == set(unprintable_token_ids(tokenizer)) | set(range(512, 1024))
+    outputs = greedy(load_base(base), tokenizer)
+    assert len(set(outputs)) == len(PROMPTS) and all(max(out) < 512 for out in outputs)
+    assert all("\ufffd" not in tokenizer.decode(out) for out in outputs)
 
 
 def test_base_model_is_deterministic(base_dir, tmp_path):
