@@ -95,6 +95,10 @@ class LoraResidency:
     asked again until it is answered.
     """
 
+    SERIES = frozenset({"vllm:lora_adapter_loaded", "vllm:num_gpu_loaded_lora_adapters",
+                        "vllm:num_cpu_loaded_lora_adapters", "vllm:max_gpu_lora_adapters"})
+    """The series a scrape asks the engine for (the load histogram is the server's own)."""
+
     def __init__(self, registry: CollectorRegistry = REGISTRY, wait: float = 0.5) -> None:
         self.registry, self.wait = registry, wait
         self._pending: asyncio.Task | None = None

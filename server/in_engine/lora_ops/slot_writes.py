@@ -81,6 +81,8 @@ def logging_activations(original):
         return original
 
     def activate_adapter(self, lora_id: int) -> bool:
+        if lora_id in self.lora_index_to_id:  # already in a slot: vLLM writes nothing (every step)
+            return original(self, lora_id)
         tensors = stacked_tensors(self)
         before = [t._version for t in tensors]
         result = original(self, lora_id)

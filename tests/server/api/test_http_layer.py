@@ -6,8 +6,11 @@ modes can be produced on demand.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vllm.v1.engine.exceptions import EngineDeadError
 
+from tests.e2e.helpers import publish
 from tests.server.api.scripted import ScriptedEngine
 
 
@@ -140,3 +143,24 @@ def test_openapi_document_states_errors_extensions_and_media_types(make_client):
     assert fields["structured_outputs"].get("x-extension") is True
     assert "x-extension" not in fields["temperature"]
     assert "most likely" in fields["top_k"]["description"]  # attribute docstrings describe
+
+
+def test_metrics_can_be_narrowed_to_named_series(make_client, tiny):
+    """`/metrics?name[]=...` (prometheus_client's filter, as on vLLM): a poller that reads a
+    gauge or two gets those only, not every adapter's series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = make_client()
+    publish(tiny["lora-a"], Path(client.app.state.server.registry.root), "lora-a")
+    assert client.post("/v1/completions", json={"model": "lora-a", "prompt": "hi", "max_tokens": 2}).status_code == 200
+
+    def families(query: str) -> set[str]:
+        r = client.get("/metrics" + query)
+        assert r.status_code == 200
+        return {f.name for f in text_string_to_metric_families(r.text)}
+
+    everything = families("")
+    assert {"server_requests", "vllm:lora_adapter_loaded", "vllm:num_cpu_loaded_lora_adapters"} <= everything
+    assert families("?name[]=server_adapters_loaded") == {"server_adapters_loaded"}
+    assert families("?name[]=vllm:num_cpu_loaded_lora_adapters&name[]=vllm:lora_adapter_loaded") == {
+        "vllm:num_cpu_loaded_lora_adapters", "vllm:lora_adapter_loaded"}
