@@ -107,8 +107,8 @@ def refused(server, method: str, path: str, **kwargs) -> bool:
     uvicorn stopped listening), or no listener any more."""
     try:
         r = httpx.request(method, server.url + path, headers=HEADERS, timeout=10, **kwargs)
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
-        return True
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+        return True  # no listener, or one closing as we connect (a reset)
     if path == "/ready":
         return r.status_code == 503
     return r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"

@@ -121,3 +121,18 @@ def test_the_feedback_page_records_and_rates_without_training(serving_only):
         assert board["judgements"] == 1 and {e["model"] for e in board["data"]} == {"lora-b", "base"}
     # Nothing in the server's processes even tried to import training.
     assert "training" not in attempts(serving_only.hidden_log)
+
+
+def test_lora_slots_are_sized_from_memory_by_default(serving_only, tiny):
+    """No LoRA flag: on CPU the engine gets as many slots as --lora-slots-gib holds (at most 256),
+    the log saying how many and why (server/lora_slots.py)."""
+    from transformers import AutoConfig
+
+    from server.lora_slots import resolve
+
+    expected = resolve(None, 1.0, None, True, AutoConfig.from_pretrained(tiny["base"]), 16, "float32")
+    info = httpx.get(serving_only.url + "/server_info?config_format=json", timeout=30,
+                     headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    assert info["vllm_config"]["lora_config"]["max_loras"] == expected.count == 256
+    assert f"LoRA slots (adapters in one batch): {expected.count}, from --lora-slots-gib" in \
+        serving_only.log.read_text()
