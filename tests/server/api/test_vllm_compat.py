@@ -4,7 +4,6 @@ AsyncGRPO client: trl/experimental/async_grpo/vllm_client.py), on a scripted eng
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
